@@ -1,0 +1,104 @@
+"""Choosing and (re)starting the Taichi backend.
+
+Every Taichi field dies when `ti.init` runs again, so objects that hold fields
+(scenes, renderer caches) remember the `generation` they were built in and rebuild
+themselves when it has moved on.
+"""
+import glob
+import os
+import sys
+
+import taichi as ti
+
+ARCHES = ("cpu", "cuda", "vulkan", "metal")
+_state = {"arch": None, "precision": None, "generation": 0}
+
+
+def _has_real_vulkan_gpu():
+    # lavapipe (Mesa's CPU Vulkan driver) is slower than Taichi's CPU backend, so
+    # "auto" only picks Vulkan where a render node of a real GPU exists.
+    if sys.platform.startswith("linux"):
+        return bool(glob.glob("/dev/dri/renderD*"))
+    return sys.platform == "win32"
+
+
+def _candidates(arch):
+    if arch != "auto":
+        return [arch]
+    order = ["cuda"]
+    if sys.platform == "darwin":
+        order.append("metal")
+    if _has_real_vulkan_gpu():
+        order.append("vulkan")
+    return order + ["cpu"]
+
+
+def _ti_arch(name):
+    return {"cpu": ti.cpu, "cuda": ti.cuda, "vulkan": ti.vulkan, "metal": ti.metal}[name]
+
+
+def init(arch="auto", precision="f32", verbose=True, **ti_kwargs):
+    """Start Taichi on `arch` ("auto", "cpu", "cuda", "vulkan", "metal"); return its name.
+
+    precision "f64" is for gradient checks on the CPU (and CUDA): Vulkan cannot compile
+    f64 transcendental functions and Metal has no f64.  Calling init again is safe:
+    every scene and cached field is rebuilt on next use.
+    """
+    if arch not in ARCHES + ("auto",):
+        raise ValueError(f"arch must be one of 'auto', 'cpu', 'cuda', 'vulkan', 'metal'; got {arch!r}")
+    if precision not in ("f32", "f64"):
+        raise ValueError(f"precision must be 'f32' or 'f64', got {precision!r}")
+    if precision == "f64" and arch in ("vulkan", "metal"):
+        raise ValueError(f"precision='f64' is not available on {arch}: use precision='f32', "
+                         "or arch='cpu' for float64 gradient checks")
+    fp = ti.f64 if precision == "f64" else ti.f32
+    os.environ.setdefault("ENABLE_TAICHI_HEADER_PRINT", "0")
+    errors = []
+    for name in _candidates(arch):
+        if precision == "f64" and name in ("vulkan", "metal"):
+            continue
+        try:
+            ti.reset()
+            ti.init(arch=_ti_arch(name), default_fp=fp, default_ip=ti.i32,
+                    log_level=ti.ERROR, offline_cache=True, **ti_kwargs)
+        except Exception as exc:  # noqa: BLE001 - report every backend that failed
+            errors.append(f"{name}: {exc}")
+            continue
+        chosen = _current_arch_name()
+        if chosen != name:  # Taichi silently falls back to the CPU when a GPU is missing
+            errors.append(f"{name}: not available (Taichi fell back to {chosen})")
+            if arch != "auto":
+                break
+            continue
+        _state.update(arch=name, precision=precision, generation=_state["generation"] + 1)
+        if verbose:
+            print(f"softras-taichi: running on {name} ({precision})")
+        return name
+    raise RuntimeError(f"could not start Taichi on {arch!r}: " + "; ".join(errors)
+                       + ". Try sr.init('cpu'), which works everywhere.")
+
+
+def _current_arch_name():
+    a = ti.lang.impl.current_cfg().arch
+    if a in (ti.x64, ti.arm64):
+        return "cpu"
+    for name in ("cuda", "vulkan", "metal"):
+        if a == _ti_arch(name):
+            return name
+    return str(a)
+
+
+def ensure_init():
+    """Start the default backend if the user has not called `init` yet."""
+    if _state["arch"] is None:
+        init("auto")
+    return _state["generation"]
+
+
+def generation():
+    return _state["generation"]
+
+
+def current():
+    """(arch, precision) of the running backend, or (None, None) before init."""
+    return _state["arch"], _state["precision"]

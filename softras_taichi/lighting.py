@@ -1,0 +1,16 @@
+"""Per-face lighting of SPEC §2: ambient + directional · max(0, n · l).
+
+n is the unit normal of (v2 − v1) × (v0 − v1) in world space.  A degenerate face
+has no normal; it gets n = 0 (ambient light only) instead of a NaN.
+"""
+import taichi as ti
+
+
+@ti.kernel
+def face_light(world: ti.template(), faces: ti.template(), light: ti.template(),
+               ambient: float, directional: float, lx: float, ly: float, lz: float, F: ti.i32):
+    for j in range(F):
+        f = faces[j]
+        n = (world[f[2]] - world[f[1]]).cross(world[f[0]] - world[f[1]])
+        n = n / ti.sqrt(ti.max(n.dot(n), 1e-24))
+        light[j] = ambient + directional * ti.max(0.0, n.dot(ti.Vector([lx, ly, lz])))
