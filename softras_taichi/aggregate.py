@@ -38,7 +38,7 @@ def shift(proj: ti.template(), faces: ti.template(), tile_offset: ti.template(),
             f = faces[tile_faces[start + k]]
             a, b, c = proj[n, f[0]], proj[n, f[1]], proj[n, f[2]]
             w = barycentric(p, a.xy, b.xy, c.xy)
-            if is_inside(w) or edge_d2(p, a.xy, b.xy, c.xy) < thr:
+            if is_inside(w) | (edge_d2(p, a.xy, b.xy, c.xy) < thr):
                 z = depth(clip_barycentric(w), a, b, c)
                 if (z >= near) & (z <= far):
                     m = ti.max(m, (far - z) / (far - near))
@@ -66,7 +66,7 @@ def accumulate(proj: ti.template(), faces: ti.template(), colors: ti.template(),
             w = barycentric(p, a.xy, b.xy, c.xy)
             inside = is_inside(w)
             d2 = edge_d2(p, a.xy, b.xy, c.xy)
-            if inside or d2 < thr:
+            if inside | (d2 < thr):
                 s = logit(d2, inside, sigma)
                 logsum[n, y, x] += log1m_sigmoid(s)
                 wc = clip_barycentric(w)

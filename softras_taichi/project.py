@@ -18,15 +18,18 @@ Z_MIN = 1e-5
 
 
 @ti.func
-def rodrigues(w):
-    """Rotation matrix of the axis-angle vector w: I + a K + b K², K = [w]×."""
+def rotate(w, v):
+    """Rodrigues: R(w) v = v + a (w × v) + b (w × (w × v)), a = sin θ/θ, b = (1 − cos θ)/θ², θ = |w|.
+
+    Written on vectors, not as a matrix product: Taichi's in-place matrix
+    helpers would put locals on the autodiff stack (SPEC §4)."""
     t2 = w.dot(w)
     t2c = ti.max(t2, 1e-12)
     t = ti.sqrt(t2c)
     a = ti.select(t2 > 1e-8, ti.sin(t) / t, 1.0 - t2 / 6.0)
     b = ti.select(t2 > 1e-8, (1.0 - ti.cos(t)) / t2c, 0.5 - t2 / 24.0)
-    K = ti.Matrix([[0.0, -w[2], w[1]], [w[2], 0.0, -w[0]], [-w[1], w[0], 0.0]])
-    return ti.Matrix.identity(float, 3) + a * K + b * (K @ K)
+    wv = w.cross(v)
+    return v + a * wv + b * w.cross(wv)
 
 
 @ti.kernel
@@ -34,7 +37,7 @@ def pose(vertices: ti.template(), rotation: ti.template(), translation: ti.templ
          world: ti.template(), V: ti.i32):
     """world_i = R(ω) v_i + t."""
     for i in range(V):
-        world[i] = rodrigues(rotation[None]) @ vertices[i] + translation[None]
+        world[i] = rotate(rotation[None], vertices[i]) + translation[None]
 
 
 @ti.kernel

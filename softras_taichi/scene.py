@@ -122,5 +122,6 @@ class Scene:
         return self.image
 
     def image_numpy(self):
-        img = self.image.to_numpy().astype(np.float32)
+        """The image as float32 (float64 after sr.init(precision="f64"), for gradient checks)."""
+        img = self.image.to_numpy()
         return img if self.batched else img[0]
