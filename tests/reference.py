@@ -349,3 +349,22 @@ def cube(size=1.0):
     for a, b, c, d in quads:
         f += [(a, b, c), (a, c, d)]
     return v, np.array(f, dtype=np.int64)
+
+
+def random_triangles(n=4, seed=0, extent=0.8):
+    """``n`` independent random triangles in [-extent, extent]³ with random colours."""
+    rng = np.random.default_rng(seed)
+    v = rng.uniform(-extent, extent, (3 * n, 3))
+    f = np.arange(3 * n, dtype=np.int64).reshape(n, 3)
+    return v, f, rng.uniform(0.0, 1.0, (3 * n, 3))
+
+
+def overlapping_triangles():
+    """Two overlapping triangles at different depths (red in front at z = +0.3, blue
+    behind at z = -0.3, slightly larger), white-ish per-vertex variations."""
+    v = np.array([[-0.5, -0.45, 0.3], [0.55, -0.5, 0.3], [0.05, 0.5, 0.3],
+                  [-0.6, -0.35, -0.3], [0.6, -0.4, -0.3], [-0.05, 0.65, -0.3]])
+    f = np.array([[0, 1, 2], [3, 4, 5]], dtype=np.int64)
+    c = np.array([[1.0, 0.1, 0.0], [0.9, 0.2, 0.1], [1.0, 0.0, 0.2],
+                  [0.0, 0.1, 1.0], [0.1, 0.3, 0.9], [0.2, 0.0, 1.0]])
+    return v, f, c
