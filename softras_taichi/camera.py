@@ -5,7 +5,9 @@
 
 With up = (0, 1, 0), f × up = cos(el)·(cos az, 0, −sin az)·d/|eye|, so
 r = sign(cos el)·(cos az, 0, −sin az) exactly.  Writing r this way is the limit from
-just below the pole at el = ±90° (never a NaN) and keeps the gradient smooth.
+just below the pole at el = ±90° (never a NaN) and keeps the gradient smooth.  The
+sign is read off the elevation in degrees, not off cos(el): float32 gives
+cos(π/2) = −4e-8, which would turn the pole view upside down.
 """
 import numpy as np
 import taichi as ti
@@ -79,7 +81,7 @@ class Camera:
         """(N, 3, 3) world-to-camera rotations with rows r, u, f."""
         _, el, az = np.radians(self.params.T)
         f = -self.eye() / self.params[:, :1]
-        s = np.where(np.cos(el) >= 0, 1.0, -1.0)
+        s = np.where(_over_the_pole(self.params[:, 1]), -1.0, 1.0)
         r = s[:, None] * np.stack([np.cos(az), np.zeros_like(az), -np.sin(az)], 1)
         u = np.cross(r, f)
         return np.stack([r, u, f], axis=1)
@@ -95,6 +97,12 @@ def as_camera(cameras):
                     "make one with sr.Camera.look_at(distance, elevation, azimuth)")
 
 
+def _over_the_pole(el_degrees):
+    """cos(el) < 0, decided in degrees: el mod 360 in (90, 270)."""
+    e = np.mod(el_degrees, 360.0)
+    return (e > 90.0) & (e < 270.0)
+
+
 @ti.func
 def look_at_rows(p):
     """p = (distance, elevation°, azimuth°) -> eye, r, u, f (see the module docstring)."""
@@ -102,7 +110,8 @@ def look_at_rows(p):
     az = p[2] * (ti.math.pi / 180.0)
     eye = p[0] * ti.Vector([ti.cos(el) * ti.sin(az), ti.sin(el), ti.cos(el) * ti.cos(az)])
     f = -ti.Vector([ti.cos(el) * ti.sin(az), ti.sin(el), ti.cos(el) * ti.cos(az)])
-    s = ti.select(ti.cos(el) < 0, -1.0, 1.0)
+    e = p[1] - 360.0 * ti.floor(p[1] / 360.0)  # as _over_the_pole
+    s = ti.select((e > 90.0) & (e < 270.0), -1.0, 1.0)
     r = s * ti.Vector([ti.cos(az), 0.0, -ti.sin(az)])
     u = r.cross(f)
     return eye, r, u, f
