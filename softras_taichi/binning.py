@@ -9,6 +9,10 @@ pixels × faces.
 
 Nothing is ever dropped: the list buffer grows to whatever the count pass asks
 for.  "Dense" rendering is the same code with one tile per view (T = S).
+
+Integer atomics run one thread per list entry, never inside a loop: an integer
+atomic inside a loop whose length differs between threads loses updates on
+Vulkan (seen on lavapipe).
 """
 import numpy as np
 import taichi as ti
@@ -24,80 +28,140 @@ def pixel_span(lo, hi, S):
     return ti.cast(i0, ti.i32), ti.cast(i1, ti.i32)
 
 
+@ti.func
+def face_rect(proj, faces, n, j, radius, S):
+    """Pixel rectangle (c0, r0, c1, r1) reached by face j in view n; c0 > c1 when none.
+
+    A face with a vertex at or behind the camera plane (z' ≤ Z_MIN) is not drawn."""
+    f = faces[j]
+    a, b, c = proj[n, f[0]], proj[n, f[1]], proj[n, f[2]]
+    r = ti.Vector([1, 1, 0, 0])
+    if ti.min(a[2], b[2], c[2]) > Z_MIN:
+        c0, c1 = pixel_span(ti.min(a[0], b[0], c[0]) - radius, ti.max(a[0], b[0], c[0]) + radius, S)
+        # rows run downwards: row i has y = (S − 1 − 2i)/S, i.e. the span of −y
+        r0, r1 = pixel_span(-ti.max(a[1], b[1], c[1]) - radius, -ti.min(a[1], b[1], c[1]) + radius, S)
+        if (c0 <= c1) & (r0 <= r1):
+            r = ti.Vector([c0, r0, c1, r1])
+    return r
+
+
 @ti.kernel
-def face_tiles(proj: ti.template(), faces: ti.template(), rect: ti.template(),
-               tile_count: ti.template(), radius: float, S: ti.i32, T: ti.i32,
-               N: ti.i32, F: ti.i32):
-    """rect[n, j] = tile range (tx0, ty0, tx1, ty1) of face j in view n; count faces per tile."""
-    TX = (S + T - 1) // T
+def measure(proj: ti.template(), faces: ti.template(), rect: ti.template(), stats: ti.template(),
+            radius: float, S: ti.i32, N: ti.i32, F: ti.i32):
+    """rect[n, j] = face_rect;  stats = (Σ extent, faces drawn) in pixels."""
     for n, j in ti.ndrange(N, F):
-        f = faces[j]
-        a, b, c = proj[n, f[0]], proj[n, f[1]], proj[n, f[2]]
-        r = ti.Vector([1, 1, 0, 0])  # empty
-        if ti.min(a[2], ti.min(b[2], c[2])) > Z_MIN:
-            c0, c1 = pixel_span(ti.min(a[0], b[0], c[0]) - radius, ti.max(a[0], b[0], c[0]) + radius, S)
-            # rows run downwards: row i has y = (S − 1 − 2i)/S, i.e. the span of −y
-            r0, r1 = pixel_span(-ti.max(a[1], b[1], c[1]) - radius, -ti.min(a[1], b[1], c[1]) + radius, S)
-            if c0 <= c1 and r0 <= r1:
-                r = ti.Vector([c0 // T, r0 // T, c1 // T, r1 // T])
+        r = face_rect(proj, faces, n, j, radius, S)
         rect[n, j] = r
-        for ty in range(r[1], r[3] + 1):
-            for tx in range(r[0], r[2] + 1):
-                ti.atomic_add(tile_count[(n * TX + ty) * TX + tx], 1)
+        if r[0] <= r[2]:
+            ti.atomic_add(stats[0], ti.max(r[2] - r[0], r[3] - r[1]) + 1)
+            ti.atomic_add(stats[1], 1)
 
 
 @ti.kernel
-def fill_tiles(rect: ti.template(), tile_offset: ti.template(), tile_fill: ti.template(),
-               tile_faces: ti.template(), S: ti.i32, T: ti.i32, N: ti.i32, F: ti.i32):
-    TX = (S + T - 1) // T
+def tiles_per_face(rect: ti.template(), ntiles: ti.template(), T: ti.i32, N: ti.i32, F: ti.i32):
     for n, j in ti.ndrange(N, F):
         r = rect[n, j]
-        for ty in range(r[1], r[3] + 1):
-            for tx in range(r[0], r[2] + 1):
-                t = (n * TX + ty) * TX + tx
-                tile_faces[tile_offset[t] + ti.atomic_add(tile_fill[t], 1)] = j
+        ntiles[n * F + j] = ti.select(r[0] <= r[2], (r[2] // T - r[0] // T + 1) * (r[3] // T - r[1] // T + 1), 0)
+
+
+@ti.kernel
+def expand(rect: ti.template(), face_start: ti.template(), entry_tile: ti.template(),
+           entry_face: ti.template(), T: ti.i32, TX: ti.i32, N: ti.i32, F: ti.i32):
+    """Entries face_start[i] … face_start[i + 1] − 1 are the tiles of face i (plain stores only)."""
+    for n, j in ti.ndrange(N, F):
+        r = rect[n, j]
+        x0, y0 = r[0] // T, r[1] // T
+        w = r[2] // T - x0 + 1
+        e0 = face_start[n * F + j]
+        for k in range(face_start[n * F + j + 1] - e0):
+            entry_tile[e0 + k] = (n * TX + y0 + k // w) * TX + x0 + k % w
+            entry_face[e0 + k] = j
+
+
+@ti.kernel
+def count(entry_tile: ti.template(), tile_count: ti.template(), E: ti.i32):
+    for e in range(E):
+        ti.atomic_add(tile_count[entry_tile[e]], 1)
+
+
+@ti.kernel
+def fill(entry_tile: ti.template(), entry_face: ti.template(), tile_offset: ti.template(),
+         tile_fill: ti.template(), tile_faces: ti.template(), E: ti.i32):
+    for e in range(E):
+        t = entry_tile[e]
+        tile_faces[tile_offset[t] + ti.atomic_add(tile_fill[t], 1)] = entry_face[e]
+
+
+def auto_tile(mean_extent):
+    """Tile side for faces whose reach spans `mean_extent` pixels on average.
+
+    Smaller tiles mean fewer wasted (pixel, face) tests but longer lists; tiles
+    about half a face across were fastest in benchmarks/benchmark.py."""
+    t = 1
+    while t * 4 <= mean_extent and t < 16:
+        t *= 2
+    return t
 
 
 class Bins:
-    """Per-view tile lists: faces of tile t are tile_faces[tile_offset[t] : tile_offset[t] + tile_count[t]]."""
+    """Per-view tile lists: the faces of tile t are
+    tile_faces[tile_offset[t] : tile_offset[t] + tile_count[t]], t = (n·TX + ty)·TX + tx."""
 
-    # Above this many (tile, face) entries we fall back to one tile per view, whose
-    # lists hold each face once: memory stays O(views × faces) whatever σ is.
+    # Above this many (tile, face) entries we double the tile side, up to one tile
+    # per view, whose lists hold each face once: memory stays O(views × faces).
     MAX_ENTRIES = 1 << 25
 
-    def __init__(self, N, F, S, tile):
-        self.N, self.F, self.S, self.tile = N, F, S, min(tile, S)
-        tiles = N * (-(-S // self.tile)) ** 2
+    def __init__(self, N, F, S, tile="auto"):
+        self.N, self.F, self.S, self.tile = N, F, S, tile
         self.rect = ti.Vector.field(4, ti.i32, shape=(N, F))
-        self.tile_count = ti.field(ti.i32, shape=tiles)
-        self.tile_offset = ti.field(ti.i32, shape=tiles)
-        self.tile_faces = ti.field(ti.i32, shape=max(2 * N * F, 1024))
-        self.T = self.tile  # tile size used by the last build (S after a fallback)
-        self.entries = 0
+        self.stats_field = ti.field(ti.i32, shape=2)
+        self.ntiles = ti.field(ti.i32, shape=N * F)
+        self.face_start = ti.field(ti.i32, shape=N * F + 1)
+        smallest = 1 if tile == "auto" else min(tile, S)
+        self.tile_count = ti.field(ti.i32, shape=N * (-(-S // smallest)) ** 2)
+        self.tile_offset = ti.field(ti.i32, shape=self.tile_count.shape[0])
+        self._alloc_entries(max(2 * N * F, 1024))
+        self.T, self.TX, self.entries = S, 1, 0
+
+    def _alloc_entries(self, capacity):
+        self.entry_tile = ti.field(ti.i32, shape=capacity)
+        self.entry_face = ti.field(ti.i32, shape=capacity)
+        self.tile_faces = ti.field(ti.i32, shape=capacity)
 
     def build(self, proj, faces, radius):
         ti.ad.no_grad(self._build)(proj, faces, radius)
 
     def _build(self, proj, faces, radius):
-        for T in (self.tile, self.S):
-            self.T = T
-            self.tile_count.fill(0)
-            face_tiles(proj, faces, self.rect, self.tile_count, radius, self.S, T, self.N, self.F)
-            counts = self.tile_count.to_numpy()
-            self.entries = int(counts.sum(dtype=np.int64))
-            if self.entries <= self.MAX_ENTRIES:
+        N, F, S = self.N, self.F, self.S
+        self.stats_field.fill(0)
+        measure(proj, faces, self.rect, self.stats_field, radius, S, N, F)
+        extent_sum, drawn = (int(x) for x in self.stats_field.to_numpy())
+        T = min(self.tile if self.tile != "auto" else auto_tile(extent_sum / max(drawn, 1)), S)
+        while True:
+            tiles_per_face(self.rect, self.ntiles, T, N, F)
+            ntiles = self.ntiles.to_numpy()
+            E = int(ntiles.sum(dtype=np.int64))
+            if E <= self.MAX_ENTRIES or T >= S:
                 break
-        if self.entries > self.tile_faces.shape[0]:
-            self.tile_faces = ti.field(ti.i32, shape=int(self.entries * 1.5))
-        offsets = np.zeros_like(counts)
-        np.cumsum(counts[:-1], out=offsets[1:])
+            T = min(2 * T, S)
+        TX = -(-S // T)
+        self.T, self.TX, self.entries = T, TX, E
+        face_start = np.zeros(N * F + 1, dtype=np.int32)
+        np.cumsum(ntiles, out=face_start[1:])
+        self.face_start.from_numpy(face_start)
+        if E > self.tile_faces.shape[0]:
+            self._alloc_entries(int(E * 1.5))
+        expand(self.rect, self.face_start, self.entry_tile, self.entry_face, T, TX, N, F)
+        self.tile_count.fill(0)
+        count(self.entry_tile, self.tile_count, E)
+        counts = self.tile_count.to_numpy()[: N * TX * TX]
+        offsets = np.zeros(self.tile_count.shape[0], dtype=np.int32)
+        np.cumsum(counts[:-1], out=offsets[1: len(counts)])
         self.tile_offset.from_numpy(offsets)
         self.tile_count.fill(0)  # reused as the fill cursor; ends equal to the counts again
-        fill_tiles(self.rect, self.tile_offset, self.tile_count, self.tile_faces, self.S, self.T, self.N, self.F)
+        fill(self.entry_tile, self.entry_face, self.tile_offset, self.tile_count, self.tile_faces, E)
 
     def stats(self):
-        counts = self.tile_count.to_numpy()
-        TX = -(-self.S // self.T)
-        counts = counts[: self.N * TX * TX]
+        counts = self.tile_count.to_numpy()[: self.N * self.TX * self.TX]
         return {"tile": self.T, "entries": self.entries, "max_per_tile": int(counts.max(initial=0)),
                 "mean_per_tile": float(counts.mean()) if counts.size else 0.0}

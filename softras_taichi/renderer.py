@@ -47,9 +47,10 @@ def _weighted_sum(image: ti.template(), weights: ti.template(), loss: ti.templat
 
 class _Renderer:
     soft = True
+    autodiff = False
 
     def __init__(self, image_size=64, near=1.0, far=100.0, eps=1e-3, background=(0, 0, 0),
-                 ambient=0.5, directional=0.5, light_direction=(0, 1, 0), tile=8):
+                 ambient=0.5, directional=0.5, light_direction=(0, 1, 0), tile="auto"):
         if isinstance(image_size, bool) or not isinstance(image_size, numbers.Integral):
             raise TypeError(f"image_size must be an int (pixels per side), got {image_size!r}")
         if not 0 < image_size <= 4096:
@@ -67,9 +68,9 @@ class _Renderer:
         if np.linalg.norm(l) == 0:
             raise ValueError("light_direction must not be the zero vector, e.g. (0, 1, 0) lights from above")
         self.light_direction = tuple(l / np.linalg.norm(l))
-        if isinstance(tile, bool) or not isinstance(tile, numbers.Integral) or tile < 1:
-            raise ValueError(f"tile must be a positive int (pixels per tile side), got {tile!r}")
-        self.tile = int(tile)
+        if tile != "auto" and (isinstance(tile, bool) or not isinstance(tile, numbers.Integral) or tile < 1):
+            raise ValueError(f"tile must be 'auto' or a positive int (pixels per tile side), got {tile!r}")
+        self.tile = tile if tile == "auto" else int(tile)
 
     # --- scenes --------------------------------------------------------------
     def scene(self, mesh, cameras):
@@ -82,7 +83,7 @@ class _Renderer:
                             "build one with sr.Mesh(vertices, faces) or sr.load_obj(path)")
         backend.ensure_init()
         cam, batched = as_camera(cameras)
-        key = (backend.generation(), self.soft, mesh.num_vertices, mesh.num_faces, len(cam),
+        key = (backend.generation(), self.soft, self.autodiff, mesh.num_vertices, mesh.num_faces, len(cam),
                self.image_size, self.tile)
         if key[0] != next(iter(_scenes), key)[0]:
             _scenes.clear()  # fields of an older ti.init are gone
@@ -147,9 +148,12 @@ class SoftRenderer(_Renderer):
 
     def __init__(self, image_size=64, sigma=1e-4, gamma=1e-4, eps=1e-3, near=1.0, far=100.0,
                  dist_eps=1e-4, background=(0, 0, 0), ambient=0.5, directional=0.5,
-                 light_direction=(0, 1, 0), tile=8):
+                 light_direction=(0, 1, 0), tile="auto", autodiff=False):
         super().__init__(image_size, near, far, eps, background, ambient, directional,
                          light_direction, tile)
+        # autodiff=True renders with aggregate.py's kernels, which Taichi differentiates
+        # itself: the readable reference that soft.py's hand-written backward is tested against.
+        self.autodiff = bool(autodiff)
         self.sigma = _number("sigma", sigma, positive=True)
         self.gamma = _number("gamma", gamma, positive=True)
         self.dist_eps = _number("dist_eps", dist_eps, positive=True)

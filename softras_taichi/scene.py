@@ -15,7 +15,7 @@ Every stage is a kernel over fields, so a user can differentiate any loss of
 import numpy as np
 import taichi as ti
 
-from . import aggregate, backend, hard, lighting, project
+from . import aggregate, backend, hard, lighting, project, soft
 from .binning import Bins
 from .camera import as_camera
 from .mesh import Mesh
@@ -30,7 +30,7 @@ class Scene:
     image (N, S, S, 4)   RGBA output of `render()`
     """
 
-    def __init__(self, renderer, mesh, cameras, tile=8):
+    def __init__(self, renderer, mesh, cameras, tile="auto"):
         if not isinstance(mesh, Mesh):
             raise TypeError(f"mesh must be an sr.Mesh, got {type(mesh).__name__}; "
                             "build one with sr.Mesh(vertices, faces) or sr.load_obj(path)")
@@ -53,9 +53,12 @@ class Scene:
         self.bins = Bins(N, F, S, tile)
         if renderer.soft:
             self.zmax = ti.field(float, shape=(N, S, S))
-            self.wsum = ti.field(float, shape=(N, S, S), needs_grad=True)
-            self.logsum = ti.field(float, shape=(N, S, S), needs_grad=True)
-            self.csum = vec3((N, S, S))
+            self.logsum = ti.field(float, shape=(N, S, S), needs_grad=renderer.autodiff)
+            if renderer.autodiff:
+                self.wsum = ti.field(float, shape=(N, S, S), needs_grad=True)
+                self.csum = vec3((N, S, S))
+            else:
+                self.den = ti.field(float, shape=(N, S, S))
         else:
             self.nearest = ti.field(ti.i32, shape=(N, S, S))
             self.coverage = ti.field(ti.i32, shape=(N, S, S))
@@ -107,7 +110,9 @@ class Scene:
         b = self.bins
         b.build(self.proj, self.faces, r.cull_radius)
         bins = (b.tile_offset, b.tile_count, b.tile_faces)
-        if r.soft:
+        if r.soft and not r.autodiff:
+            _soft(self)
+        elif r.soft:
             sums = (self.zmax, self.wsum, self.csum, self.logsum)
             ti.ad.no_grad(aggregate.shift)(self.proj, self.faces, *bins, *sums, r.cull_d2, r.eps,
                                            r.near, r.far, N, S, b.T)
@@ -125,3 +130,21 @@ class Scene:
         """The image as float32 (float64 after sr.init(precision="f64"), for gradient checks)."""
         img = self.image.to_numpy()
         return img if self.batched else img[0]
+
+
+# The fast soft pass (soft.py) brings its own backward: under ti.ad.Tape, Taichi
+# calls _soft_grad where it would have differentiated _soft's kernels.
+@ti.ad.grad_replaced
+def _soft(scene):
+    r, b = scene.renderer, scene.bins
+    soft.forward(scene.proj, scene.faces, scene.colors, scene.light, b.tile_offset, b.tile_count,
+                 b.tile_faces, scene.zmax, scene.den, scene.logsum, scene.image, r.sigma, r.gamma,
+                 r.cull_d2, r.eps, r.near, r.far, *r.background, scene.N, scene.S, b.T)
+
+
+@ti.ad.grad_for(_soft)
+def _soft_grad(scene):
+    r = scene.renderer
+    soft.backward(scene.proj, scene.faces, scene.colors, scene.light, scene.bins.rect, scene.zmax,
+                  scene.den, scene.logsum, scene.image, r.sigma, r.gamma, r.cull_d2, r.near, r.far,
+                  scene.N, scene.S, scene.F)
