@@ -12,5 +12,6 @@ def face_light(world: ti.template(), faces: ti.template(), light: ti.template(),
     for j in range(F):
         f = faces[j]
         n = (world[f[2]] - world[f[1]]).cross(world[f[0]] - world[f[1]])
-        n = n / ti.sqrt(ti.max(n.dot(n), 1e-24))
+        nn = n.dot(n)
+        n = n * ti.select(nn > 1e-24, 1.0 / ti.sqrt(ti.max(nn, 1e-24)), 0.0)
         light[j] = ambient + directional * ti.max(0.0, n.dot(ti.Vector([lx, ly, lz])))
