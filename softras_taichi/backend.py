@@ -22,10 +22,16 @@ def _has_real_vulkan_gpu():
     return sys.platform == "win32"
 
 
+def _has_cuda():
+    # Asking Taichi for CUDA on a machine without it costs a start-up and a log line
+    import ctypes.util
+    return bool(glob.glob("/dev/nvidia[0-9]*")) or (sys.platform == "win32" and bool(ctypes.util.find_library("nvcuda")))
+
+
 def _candidates(arch):
     if arch != "auto":
         return [arch]
-    order = ["cuda"]
+    order = ["cuda"] if _has_cuda() else []
     if sys.platform == "darwin":
         order.append("metal")
     if _has_real_vulkan_gpu():
