@@ -124,8 +124,9 @@ class _Renderer:
         if not hasattr(scene, "loss"):
             scene.loss = ti.field(float, shape=(), needs_grad=True)
             scene.weights = ti.field(float, shape=shape)
-        scene.weights.from_numpy(g.reshape(shape).astype(scene.image.dtype.to_string() == "f64" and np.float64 or np.float32))
-        with ti.ad.Tape(scene.loss):
+        scene.weights.from_numpy(g.reshape(shape).astype(scene.image_numpy_dtype()))
+        scene.clear_grads()  # only this scene's: Tape's default clears every field ever made
+        with ti.ad.Tape(scene.loss, clear_gradients=False):
             scene.render()
             _weighted_sum(scene.image, scene.weights, scene.loss)
         return {"vertices": scene.vertices.grad.to_numpy(), "colors": scene.colors.grad.to_numpy(),

@@ -126,6 +126,16 @@ class Scene:
                        self.image, *r.background, N, S)
         return self.image
 
+    def clear_grads(self):
+        """Zero the gradients of this scene's fields (what ti.ad.Tape does for all fields)."""
+        sums = (self.wsum, self.csum, self.logsum) if self.renderer.soft and self.renderer.autodiff else ()
+        for f in (self.vertices, self.colors, self.rotation, self.translation, self.camera,
+                  self.world, self.proj, self.light, self.image, *sums):
+            f.grad.fill(0)
+
+    def image_numpy_dtype(self):
+        return np.float64 if backend.current()[1] == "f64" else np.float32
+
     def image_numpy(self):
         """The image as float32 (float64 after sr.init(precision="f64"), for gradient checks)."""
         img = self.image.to_numpy()
