@@ -31,6 +31,12 @@ sequence of calls under one tape:
         sil(scene.image, target, loss)
         lap(scene.vertices, loss, weight=1e-3)
 
+`ti.ad.Tape` zeroes the gradient of every field in the program when it starts, which
+costs more with every field ever made; a fitting loop can instead zero only its own
+(`Scene.clear_grads`, the optimiser's `zero_grad`, the losses' `clear_grads`) and
+open `ti.ad.Tape(loss, clear_gradients=False)` — `fit.py` does.  Losses without
+scratch gradients have a `clear_grads` that does nothing, so all can be treated alike.
+
 Why the kernels look the way they do (SPEC §4): every kernel is a parallel loop that
 `+=`s straight into *global* fields, never a serial loop into a local variable, so
 Taichi's reverse mode never needs its adstack and the gradients are right on CPU,
@@ -228,6 +234,11 @@ class SilhouetteIoU:
         _iou_sums(image, target, self.inter, self.union)
         _iou_ratio(self.inter, self.union, loss, weight / self.inter.shape[0])
 
+    def clear_grads(self):
+        """Zero this loss's scratch gradients (for ti.ad.Tape(..., clear_gradients=False))."""
+        self.inter.grad.fill(0)
+        self.union.grad.fill(0)
+
     def ious(self):
         """Per-view soft IoU of the last call (NumPy)."""
         return self.inter.to_numpy() / (self.union.to_numpy() + IOU_EPS)
@@ -244,6 +255,9 @@ def _color_l1(image: ti.template(), target: ti.template(), loss: ti.template(), 
 
 class ColorL1:
     """L_c (see the module docstring)."""
+
+    def clear_grads(self):
+        pass
 
     def __call__(self, image, target, loss, weight=1.0):
         N, S = image.shape[0], image.shape[1]
@@ -288,6 +302,9 @@ class Laplacian:
         self.active = ti.field(float, shape=num_vertices)
         self.active.from_numpy((degree > 0).astype(_np_float()))
 
+    def clear_grads(self):
+        self.lap.grad.fill(0)
+
     def __call__(self, vertices, loss, weight=1.0):
         zero(self.lap)
         _laplacian_self(vertices, self.active, self.lap)
@@ -328,6 +345,9 @@ class Flatten:
         if len(w):
             self.wings.from_numpy(w.astype(np.int32))
 
+    def clear_grads(self):
+        pass
+
     def __call__(self, vertices, loss, weight=1.0):
         if self.count:
             _flatten(vertices, self.wings, loss, weight)
@@ -356,6 +376,9 @@ class EdgeLength:
         self.pairs = ti.Vector.field(2, ti.i32, shape=len(e))
         self.pairs.from_numpy(e.astype(np.int32))
         self.target_length = float(target_length)
+
+    def clear_grads(self):
+        pass
 
     def __call__(self, vertices, loss, weight=1.0):
         _edge_length(vertices, self.pairs, loss, weight / self.pairs.shape[0], self.target_length)

@@ -8,7 +8,9 @@ A fitting step (see fit.py) is
         ... loss kernels ...
     opt.step()                            # reads p.grad of every parameter field p
 
-`ti.ad.Tape` zeroes every gradient when it starts, so there is no `zero_grad`.
+`ti.ad.Tape` zeroes every gradient in the program when it starts; with
+`ti.ad.Tape(loss, clear_gradients=False)` (cheaper when many fields exist) call the
+optimiser's `zero_grad()` first, as in PyTorch.
 
 Optimisers (PyTorch's update rules, so their hyper-parameters mean the same):
 
@@ -108,6 +110,10 @@ class SGD:
         self.groups = [(p, _rate(p, r), _like(p)) for p, r in _groups(params, lr)]
         self.momentum, self.nesterov, self.scale = float(momentum), bool(nesterov), 1.0
 
+    def zero_grad(self):
+        for p, *_ in self.groups:
+            p.grad.fill(0)
+
     def step(self):
         for p, rate, buf in self.groups:
             _sgd(p, buf, rate, self.scale, self.momentum, int(self.nesterov))
@@ -139,6 +145,10 @@ class Adam:
         self.groups = [(p, _rate(p, r), _like(p), _like(p)) for p, r in _groups(params, lr)]
         self.beta1, self.beta2, self.eps = b1, b2, float(eps)
         self.t, self.scale = 0, 1.0
+
+    def zero_grad(self):
+        for p, *_ in self.groups:
+            p.grad.fill(0)
 
     def step(self):
         self.t += 1
