@@ -59,14 +59,32 @@ def build_parser():
     p.set_defaults(func=cmd_render)
 
     p = sub.add_parser("fit", help="reconstruct a mesh from silhouettes/images of TARGET by soft rasterization",
-                       description="Fit a sphere to multi-view renders of TARGET; writes DIR/mesh.obj, "
-                                   "DIR/metrics.json and pictures of the progress.")
-    p.add_argument("target", metavar="TARGET.obj", help="target OBJ file (or the name of a built-in target)")
+                       description="Normalise TARGET into the unit sphere, render it from VIEWS training "
+                                   "cameras (and HELDOUT others), deform a sphere to match by gradient "
+                                   "descent through the soft rasterizer, and write DIR/mesh.obj, "
+                                   "DIR/metrics.json, DIR/views.png (target vs fit), DIR/loss.png and "
+                                   "DIR/progress.gif.  Loss: L_s + lam*L_c + mu*(Laplacian + flatten).")
+    p.add_argument("target", metavar="TARGET.obj",
+                   help="target OBJ file (any scale), or a built-in target: blob, spiky, bowl, peanut, cube, torus")
     p.add_argument("--views", type=int, default=24, help="number of training views (default: 24)")
+    p.add_argument("--heldout", type=int, default=8,
+                   help="number of held-out views, other cameras, for iou_heldout (default: 8)")
     p.add_argument("--size", type=int, default=64, help="image size in pixels (default: 64)")
     p.add_argument("--out", default="softras_fit", metavar="DIR", help="output folder (default: softras_fit)")
     p.add_argument("--iterations", type=int, default=None,
-                   help="optimisation steps (default: the fitting module's default)")
+                   help="optimisation steps (default: 400)")
+    p.add_argument("--color", action="store_true",
+                   help="fit vertex colours too, with the colour loss L_c (default: silhouettes only)")
+    p.add_argument("--sigma", type=float, nargs="+", default=None, metavar="SIGMA",
+                   help="sharpness sigma: one value, or START END for a geometric schedule "
+                        "(default: 1e-3 1e-5)")
+    p.add_argument("--gamma", type=float, default=1e-4, help="depth-blending temperature gamma (default: 1e-4)")
+    p.add_argument("--lam", type=float, default=1.0, help="weight lambda of the colour loss (default: 1)")
+    p.add_argument("--mu", type=float, default=1e-3,
+                   help="weight mu of the geometry loss, Laplacian + flatten (default: 1e-3)")
+    p.add_argument("--lr", type=float, default=0.03, help="Adam learning rate (default: 0.03)")
+    p.add_argument("--level", type=int, default=3,
+                   help="subdivision level of the starting icosphere: 20*4^level faces (default: 3)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     _add_arch(p)
     p.set_defaults(func=cmd_fit)
