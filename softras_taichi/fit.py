@@ -2,7 +2,7 @@
 
 Two jobs, both the same loop:
 
-    with ti.ad.Tape(loss):
+    with ti.ad.Tape(loss):             (fit.py's _tape: the same, zeroing fewer gradients)
         parameters -> scene fields      (a parametrisation kernel, optim.py)
         scene.render()                  (the soft rasterizer)
         loss kernels                    (losses.py)
@@ -14,12 +14,15 @@ azimuth), that make a coloured mesh look like one target image,
 
     L = L_s + λ L_c.
 
-Because every face has a non-zero probability at every nearby pixel, and the depth
-softmax (temperature γ) gives faces *behind* others a small weight, gradients reach
-faces that are outside the silhouette or hidden: the fit works from a pose 30–45°
-away, even when the part that tells the poses apart is hidden at the start.  The
-z-buffer rasterizer's silhouette has no gradient at all, so the same loop with it
-does not move.
+Every face has a non-zero probability at the pixels near it, so the silhouette pulls
+on the pose even where the two silhouettes do not overlap, and the fit works from a
+pose 30–45° away, also when the part that tells the poses apart (the red knob of
+`knob_cube`) is hidden at the start.  The depth softmax gives a hidden face the weight
+exp(−Δẑ/γ): nothing at γ = 1e-4, a real colour gradient at γ = 1e-2 (occlusion
+awareness, checked in tests/test_fit.py).  The z-buffer rasterizer's silhouette has
+no gradient at all, so the same loop on the silhouette with it does not move.  (Its
+colour image does have one inside the faces, through the interpolated colours and
+the lighting: with L_c the hard loop moves too, and on this example even converges.)
 
 Multi-view reconstruction: deform a template sphere until its renders from N
 cameras match N target images (silhouettes; colours too with `fit_color`),
