@@ -3,10 +3,12 @@
     softras-taichi render MESH.obj --elevation 30 --azimuth 45 --size 256 --out img.png
     softras-taichi fit TARGET.obj --views 24 --size 64 --out DIR
     softras-taichi demo [--out DIR]
-    softras-taichi grade NOTEBOOK.ipynb --json OUT.json
+    softras-taichi grade NOTEBOOK.ipynb --json OUT.json      (or a FOLDER of them: --csv OUT.csv)
+    softras-taichi exercises [--solutions DIR] [--out DIR] [--check]
 
-Every subcommand takes `--arch {auto,cpu,cuda,vulkan,metal}` (default auto) and starts
-Taichi with `sr.init(arch)` before doing anything else.  Bad input (a missing file, a
+render, fit and demo take `--arch {auto,cpu,cuda,vulkan,metal}` (default auto) and start
+Taichi with `sr.init(arch)` before doing anything else; grade passes it on to the
+notebook's kernel (TI_ARCH), and exercises needs no Taichi at all.  Bad input (a missing file, a
 wrong value) prints one line `softras-taichi: error: ...` and exits with status 2.
 """
 import argparse
@@ -98,13 +100,35 @@ def build_parser():
 
     p = sub.add_parser("grade", help="run an exercise notebook in a fresh kernel and grade its checks",
                        description="Run NOTEBOOK in a fresh kernel, grade its checks, print a table and "
-                                   "optionally write {score, max_score, checks: [...]} as JSON.")
-    p.add_argument("notebook", metavar="NOTEBOOK.ipynb", help="the student notebook")
-    p.add_argument("--json", default=None, metavar="OUT.json", help="write the grade report here")
+                                   "optionally write {score, max_score, checks: [...]} as JSON. Given a "
+                                   "FOLDER of submissions (FOLDER/<student>.ipynb or FOLDER/<student>/*.ipynb), "
+                                   "grade each and write a CSV with one row per student.")
+    p.add_argument("notebook", metavar="NOTEBOOK.ipynb|FOLDER", help="the student notebook, or a folder of them")
+    p.add_argument("--json", default=None, metavar="OUT.json",
+                   help="write the grade report here (a folder: every student's reports)")
+    p.add_argument("--csv", default=None, metavar="OUT.csv",
+                   help="a folder: where to write the grades (default: FOLDER/grades.csv)")
     p.add_argument("--timeout", type=int, default=None,
                    help="per-cell timeout in seconds (default: the grader's default)")
+    p.add_argument("--reference", default=None, metavar="SOLUTION.ipynb",
+                   help="take the check cells and points from this notebook (the instructor's), "
+                        "not from the submission")
+    p.add_argument("--pattern", default="*.ipynb", help="a folder: which notebooks to grade (default: *.ipynb)")
+    p.add_argument("--jobs", type=int, default=1, help="a folder: notebooks graded at once (default: 1)")
+    p.add_argument("--executed", default=None, metavar="OUT.ipynb",
+                   help="one notebook: also write the executed notebook (with outputs) here")
     _add_arch(p)
     p.set_defaults(func=cmd_grade)
+
+    p = sub.add_parser("exercises", help="generate the student notebooks (exercises/) from the solutions",
+                       description="Turn every SOLUTIONS/*.ipynb into OUT/*.ipynb: each region between "
+                                   "'# BEGIN SOLUTION' and '# END SOLUTION' becomes '# YOUR CODE HERE' + "
+                                   "'raise NotImplementedError', outputs are stripped.")
+    p.add_argument("--solutions", default="solutions", metavar="DIR", help="instructor notebooks (default: solutions)")
+    p.add_argument("--out", default="exercises", metavar="DIR", help="student notebooks (default: exercises)")
+    p.add_argument("--check", action="store_true",
+                   help="write nothing; exit 1 when OUT differs from what would be generated")
+    p.set_defaults(func=cmd_exercises)
     return parser
 
 
@@ -207,9 +231,14 @@ def cmd_demo(args):
 
 def cmd_grade(args):
     grade = _lazy("grader", "cli_grade")
-    _require_file(args.notebook, "notebook")
-    _init(args)
+    if not os.path.isdir(args.notebook):
+        _require_file(args.notebook, "notebook")
+    # no _init here: each notebook starts Taichi in its own kernel (--arch is passed on as TI_ARCH)
     return grade(args)
+
+
+def cmd_exercises(args):
+    return _lazy("exercises", "cli_exercises")(args)
 
 
 # --------------------------------------------------------------------------- entry point

@@ -1,0 +1,214 @@
+"""Generate the student notebooks (exercises/) from the instructor notebooks (solutions/).
+
+In a solution notebook, the code students must write sits between a line
+`# BEGIN SOLUTION` and a line `# END SOLUTION` (the markers nbgrader and otter-grader
+recognise too).  In the exercise each such region, markers included, becomes
+
+    # YOUR CODE HERE
+    raise NotImplementedError
+
+at the indentation of its `# BEGIN SOLUTION` line, and every code cell loses its
+outputs and execution count.  Everything else (markdown, setup and check cells, cell
+ids, the notebook's kernelspec) is copied as it is, so the same check cells grade
+both notebooks.  The output is a pure function of the input: exercises/ is never
+edited by hand, and `--check` (used by the tests) says whether it is up to date.
+
+    python -m softras_taichi.exercises                 # solutions/ -> exercises/
+    python -m softras_taichi.exercises --check         # exit 1 if exercises/ is stale
+    softras-taichi exercises --solutions DIR --out DIR
+"""
+import argparse
+import copy
+import os
+import sys
+
+BEGIN = "# BEGIN SOLUTION"
+END = "# END SOLUTION"
+PLACEHOLDER = ("# YOUR CODE HERE", "raise NotImplementedError")
+# notebook metadata that depends on who ran the notebook, not on what it says
+VOLATILE_NB_METADATA = ("widgets", "execution", "papermill")
+VOLATILE_CELL_METADATA = ("execution", "collapsed", "scrolled", "ExecuteTime", "papermill")
+
+
+class MarkerError(ValueError):
+    """Unbalanced or nested solution markers."""
+
+
+def _marker(line):
+    s = line.strip()
+    if s == BEGIN:
+        return "begin"
+    if s == END:
+        return "end"
+    return None
+
+
+def solution_regions(source):
+    """[(first, last)] line indices (0-based, markers included) of the solution regions
+    of a cell's source; raises MarkerError on a nested or unterminated region."""
+    regions, start = [], None
+    for i, line in enumerate(source.split("\n")):
+        kind = _marker(line)
+        if kind == "begin":
+            if start is not None:
+                raise MarkerError(f"line {i + 1}: '{BEGIN}' inside another solution region")
+            start = i
+        elif kind == "end":
+            if start is None:
+                raise MarkerError(f"line {i + 1}: '{END}' without a '{BEGIN}' before it")
+            regions.append((start, i))
+            start = None
+    if start is not None:
+        raise MarkerError(f"line {start + 1}: '{BEGIN}' is never closed by '{END}'")
+    return regions
+
+
+def strip_solutions(source, only=None):
+    """The cell source with every solution region (or only the `only`-th, 0-based)
+    replaced by the placeholder; other regions keep their code, without the markers."""
+    lines = source.split("\n")
+    regions = solution_regions(source)
+    if not regions:
+        return source
+    out, pos = [], 0
+    for k, (first, last) in enumerate(regions):
+        out.extend(lines[pos:first])
+        if only is None or k == only:
+            indent = lines[first][: len(lines[first]) - len(lines[first].lstrip())]
+            out.extend(indent + p for p in PLACEHOLDER)
+        else:
+            out.extend(lines[first + 1:last])
+        pos = last + 1
+    out.extend(lines[pos:])
+    return "\n".join(out)
+
+
+def regions(nb):
+    """[(cell index, region index in the cell)] of every solution region of a notebook."""
+    return [(i, k) for i, cell in enumerate(nb.cells) if cell.cell_type == "code"
+            for k in range(len(solution_regions(cell.source)))]
+
+
+def blank_region(nb, cell_index, region_index):
+    """A copy of the solution notebook `nb` with one region blanked (as in the exercise)
+    and every other region left solved: what a student who solved all but one has."""
+    out = copy.deepcopy(nb)
+    cell = out.cells[cell_index]
+    cell.source = strip_solutions(cell.source, only=region_index)
+    return out
+
+
+def solution_code(source):
+    """The lines inside the solution regions of a cell (markers excluded)."""
+    lines = source.split("\n")
+    return [ln for first, last in solution_regions(source) for ln in lines[first + 1:last]]
+
+
+def make_exercise(nb):
+    """The exercise notebook (a new nbformat node) of a solution notebook."""
+    ex = copy.deepcopy(nb)
+    for key in VOLATILE_NB_METADATA:
+        ex.metadata.pop(key, None)
+    for index, cell in enumerate(ex.cells):
+        for key in VOLATILE_CELL_METADATA:
+            cell.metadata.pop(key, None)
+        if cell.cell_type == "code":
+            try:
+                cell.source = strip_solutions(cell.source)
+            except MarkerError as exc:
+                raise MarkerError(f"cell {index}: {exc}") from None
+            cell.outputs = []
+            cell.execution_count = None
+    return ex
+
+
+def render(nb):
+    """The exact text written to disk (nbformat's JSON plus a final newline)."""
+    import nbformat
+
+    text = nbformat.writes(nb)
+    return text if text.endswith("\n") else text + "\n"
+
+
+def expected_exercises(solutions="solutions"):
+    """{file name: text} of every exercise that `solutions` generates."""
+    import nbformat
+
+    out = {}
+    for name in sorted(os.listdir(solutions)):
+        if name.endswith(".ipynb") and not name.startswith("."):
+            nb = nbformat.read(os.path.join(solutions, name), as_version=4)
+            try:
+                out[name] = render(make_exercise(nb))
+            except MarkerError as exc:
+                raise MarkerError(f"{os.path.join(solutions, name)}: {exc}") from None
+    return out
+
+
+def stale(solutions="solutions", exercises="exercises"):
+    """Names of the files in `exercises` that differ from what `solutions` generates
+    (missing, different, or .ipynb files with no solution)."""
+    want = expected_exercises(solutions)
+    have = {n for n in os.listdir(exercises) if n.endswith(".ipynb")} if os.path.isdir(exercises) else set()
+    bad = []
+    for name, text in want.items():
+        path = os.path.join(exercises, name)
+        if name not in have:
+            bad.append(name)
+            continue
+        with open(path, encoding="utf-8", newline="") as fh:
+            if fh.read() != text:
+                bad.append(name)
+    bad.extend(sorted(have - set(want)))
+    return bad
+
+
+def generate(solutions="solutions", exercises="exercises"):
+    """Write exercises/ from solutions/; remove exercise notebooks with no solution.
+    Returns the names written or removed."""
+    want = expected_exercises(solutions)
+    changed = stale(solutions, exercises)
+    os.makedirs(exercises, exist_ok=True)
+    for name in changed:
+        path = os.path.join(exercises, name)
+        if name in want:
+            with open(path, "w", encoding="utf-8", newline="\n") as fh:
+                fh.write(want[name])
+        else:
+            os.remove(path)
+    return changed
+
+
+def cli_exercises(args):
+    if not os.path.isdir(args.solutions):
+        raise FileNotFoundError(f"solutions folder not found: {args.solutions}")
+    if args.check:
+        bad = stale(args.solutions, args.out)
+        if bad:
+            print(f"{args.out}/ is not what {args.solutions}/ generates: {', '.join(bad)}\n"
+                  f"run: softras-taichi exercises --solutions {args.solutions} --out {args.out}")
+            return 1
+        print(f"{args.out}/ is up to date with {args.solutions}/")
+        return 0
+    changed = generate(args.solutions, args.out)
+    n = len([x for x in os.listdir(args.out) if x.endswith('.ipynb')])
+    print(f"{args.out}/: {n} notebooks, {len(changed)} written or removed"
+          + (f" ({', '.join(changed)})" if changed else ""))
+    return 0
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="python -m softras_taichi.exercises", description=__doc__.split("\n\n")[0])
+    p.add_argument("--solutions", default="solutions", metavar="DIR")
+    p.add_argument("--out", default="exercises", metavar="DIR")
+    p.add_argument("--check", action="store_true", help="write nothing; exit 1 when OUT is stale")
+    args = p.parse_args(argv)
+    try:
+        return cli_exercises(args)
+    except (OSError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
