@@ -31,6 +31,10 @@ def _has_cuda():
 def _candidates(arch):
     if arch != "auto":
         return [arch]
+    forced = os.environ.get("TI_ARCH")  # the usual way to force a backend, e.g. TI_ARCH=x64
+    forced = {"x64": "cpu", "arm64": "cpu"}.get(forced, forced)
+    if forced in ARCHES:
+        return [forced]
     order = ["cuda"] if _has_cuda() else []
     if sys.platform == "darwin":
         order.append("metal")
@@ -63,6 +67,9 @@ def init(arch="auto", precision="f32", verbose=True, **ti_kwargs):
     for name in _candidates(arch):
         if precision == "f64" and name in ("vulkan", "metal"):
             continue
+        # Taichi lets TI_ARCH override the arch we pass; an explicit request must win
+        # (CI sets TI_ARCH=x64 and still tests Vulkan), so hide it during ti.init.
+        saved = os.environ.pop("TI_ARCH", None)
         try:
             ti.reset()
             ti.init(arch=_ti_arch(name), default_fp=fp, default_ip=ti.i32,
@@ -70,6 +77,9 @@ def init(arch="auto", precision="f32", verbose=True, **ti_kwargs):
         except Exception as exc:  # noqa: BLE001 - report every backend that failed
             errors.append(f"{name}: {exc}")
             continue
+        finally:
+            if saved is not None:
+                os.environ["TI_ARCH"] = saved
         chosen = _current_arch_name()
         if chosen != name:  # Taichi silently falls back to the CPU when a GPU is missing
             errors.append(f"{name}: not available (Taichi fell back to {chosen})")

@@ -18,6 +18,8 @@ import math
 import numpy as np
 import pytest
 
+from vulkan_required import no_vulkan  # noqa: E402
+
 sr = pytest.importorskip("softras_taichi")
 
 LN = math.log(1.0 / 1e-4 - 1.0)  # σ ln(1/dist_eps − 1) is the culling threshold on d²
@@ -310,10 +312,10 @@ def vulkan():
         arch = sr.init("vulkan", verbose=False)
     except Exception as exc:  # no Vulkan loader / device
         sr.init("cpu", verbose=False)
-        pytest.skip(f"Vulkan unavailable: sr.init('vulkan') raised {type(exc).__name__}: {exc}")
+        no_vulkan(f"Vulkan unavailable: sr.init('vulkan') raised {type(exc).__name__}: {exc}")
     if arch != "vulkan":
         sr.init("cpu", verbose=False)
-        pytest.skip(f"Vulkan unavailable: sr.init('vulkan') gave {arch!r}")
+        no_vulkan(f"Vulkan unavailable: sr.init('vulkan') gave {arch!r}")
     yield arch
     sr.init("cpu", verbose=False)
 

@@ -13,6 +13,8 @@ import pytest
 
 import reference as ref
 
+from vulkan_required import no_vulkan  # noqa: E402
+
 sr = pytest.importorskip("softras_taichi")
 
 D0 = 2.732
@@ -60,13 +62,11 @@ def results():
     except Exception as exc:  # no Vulkan loader / device
         sr.init("cpu")
         reason = f"Vulkan unavailable: sr.init('vulkan') raised {type(exc).__name__}: {exc}"
-        print(reason)
-        pytest.skip(reason)
+        no_vulkan(reason)
     if arch != "vulkan":
         sr.init("cpu")
         reason = f"Vulkan unavailable: sr.init('vulkan') gave {arch!r}"
-        print(reason)
-        pytest.skip(reason)
+        no_vulkan(reason)
     try:
         vk = _compute()
     finally:
