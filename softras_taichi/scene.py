@@ -98,7 +98,11 @@ class Scene:
 
     # --- the pipeline --------------------------------------------------------
     def render(self):
-        """Run every stage; the result is in `self.image` (usable under ti.ad.Tape)."""
+        """Run every stage; the result is in `self.image` (usable under ti.ad.Tape).
+
+        Render a scene once per Tape: the hand-written backward reads the per-pixel sums
+        the forward left in this scene's fields, so a second render would overwrite the
+        first one's (use a second scene for a second render)."""
         if backend.generation() != self.generation:
             raise RuntimeError("sr.init() was called after this scene was built, which frees its "
                                "Taichi fields; build a new one with renderer.scene(mesh, cameras)")
