@@ -13,8 +13,8 @@ adstack (SPEC §4), so the same gradients come out on CPU, CUDA, Vulkan and Meta
 """
 import taichi as ti
 
-from .probability import (barycentric, clip_barycentric, depth, edge_d2, is_inside,
-                          log1m_sigmoid, logit, pixel_centre, sigmoid)
+from .probability import (clip_barycentric, depth, face_at_pixel, log1m_sigmoid, logit,
+                          pixel_centre, sigmoid)
 
 
 @ti.func
@@ -35,10 +35,8 @@ def shift(proj: ti.template(), faces: ti.template(), tile_offset: ti.template(),
         start, count = tile_range(tile_offset, tile_count, n, y, x, S, T)
         m = eps
         for k in range(count):
-            f = faces[tile_faces[start + k]]
-            a, b, c = proj[n, f[0]], proj[n, f[1]], proj[n, f[2]]
-            w = barycentric(p, a.xy, b.xy, c.xy)
-            if is_inside(w) | (edge_d2(p, a.xy, b.xy, c.xy) < thr):
+            _, a, b, c, w, inside, d2 = face_at_pixel(proj, faces, n, tile_faces[start + k], p)
+            if inside | (d2 < thr):
                 z = depth(clip_barycentric(w), a, b, c)
                 if (z >= near) & (z <= far):
                     m = ti.max(m, (far - z) / (far - near))
@@ -61,11 +59,7 @@ def accumulate(proj: ti.template(), faces: ti.template(), colors: ti.template(),
         m = zmax[n, y, x]
         for k in range(count):
             j = tile_faces[start + k]
-            f = faces[j]
-            a, b, c = proj[n, f[0]], proj[n, f[1]], proj[n, f[2]]
-            w = barycentric(p, a.xy, b.xy, c.xy)
-            inside = is_inside(w)
-            d2 = edge_d2(p, a.xy, b.xy, c.xy)
+            f, a, b, c, w, inside, d2 = face_at_pixel(proj, faces, n, j, p)
             if inside | (d2 < thr):
                 s = logit(d2, inside, sigma)
                 logsum[n, y, x] += log1m_sigmoid(s)

@@ -54,6 +54,16 @@ def is_inside(w):
 
 
 @ti.func
+def face_at_pixel(proj, faces, n, j, p):
+    """Face j's vertex ids and projected corners in view n, with pixel p's (unclamped)
+    barycentrics, inside flag and squared edge distance: the start of every soft pass."""
+    f = faces[j]
+    a, b, c = proj[n, f[0]], proj[n, f[1]], proj[n, f[2]]
+    w = barycentric(p, a.xy, b.xy, c.xy)
+    return f, a, b, c, w, is_inside(w), edge_d2(p, a.xy, b.xy, c.xy)
+
+
+@ti.func
 def clip_barycentric(w):
     """SPEC §2: clamp to [0, 1] and renormalise (as the official SoftRas does)."""
     wc = ti.math.clamp(w, 0.0, 1.0)

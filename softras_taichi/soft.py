@@ -25,7 +25,8 @@ import taichi as ti
 
 from .aggregate import tile_range
 from .probability import (LOGIT_CLAMP, barycentric, clip_barycentric, cross2, depth, edge_d2,
-                          is_inside, log1m_sigmoid, logit, pixel_centre, segment_d2, sigmoid)
+                          face_at_pixel, is_inside, log1m_sigmoid, logit, pixel_centre,
+                          segment_d2, sigmoid)
 
 
 @ti.kernel
@@ -41,11 +42,7 @@ def forward(proj: ti.template(), faces: ti.template(), colors: ti.template(), li
         cs = ti.Vector([0.0, 0.0, 0.0])
         for k in range(count):
             j = tile_faces[start + k]
-            f = faces[j]
-            a, b, c = proj[n, f[0]], proj[n, f[1]], proj[n, f[2]]
-            w = barycentric(p, a.xy, b.xy, c.xy)
-            inside = is_inside(w)
-            d2 = edge_d2(p, a.xy, b.xy, c.xy)
+            f, a, b, c, w, inside, d2 = face_at_pixel(proj, faces, n, j, p)
             if inside | (d2 < thr):
                 s = logit(d2, inside, sigma)
                 ls += log1m_sigmoid(s)
