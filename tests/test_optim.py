@@ -1,6 +1,7 @@
 """Optimisers (against NumPy transcriptions of PyTorch's update rules) and
 parametrisations (values, bounds, gradients against finite differences)."""
 import numpy as np
+from finite_differences import central_differences
 import pytest
 import taichi as ti
 
@@ -132,14 +133,7 @@ def param_grads(shape, offset, centre, weights):
     return loss[None], shape.offset.grad.to_numpy(), shape.centre.grad.to_numpy()
 
 
-def fd(f, x, h=1e-6):
-    g = np.zeros_like(x)
-    for idx in np.ndindex(*x.shape):
-        xp, xm = x.copy(), x.copy()
-        xp[idx] += h
-        xm[idx] -= h
-        g[idx] = (f(xp) - f(xm)) / (2 * h)
-    return g
+fd = central_differences
 
 
 @pytest.mark.parametrize("kind", [optim.FreeOffsets, optim.BoundedOffsets])
