@@ -28,9 +28,15 @@ def cross2(a, b):
 
 
 @ti.func
-def barycentric(p, a, b, c):
+def clamped_det(a, b, c):
+    """Twice the signed area of (a, b, c), at least 1e-10 in magnitude."""
     det = cross2(b - a, c - a)
-    det = ti.select(det >= 0.0, ti.max(det, 1e-10), ti.min(det, -1e-10))
+    return ti.select(det >= 0.0, ti.max(det, 1e-10), ti.min(det, -1e-10))
+
+
+@ti.func
+def barycentric(p, a, b, c):
+    det = clamped_det(a, b, c)
     return ti.Vector([cross2(b - p, c - p), cross2(c - p, a - p), cross2(a - p, b - p)]) / det
 
 

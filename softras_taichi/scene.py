@@ -53,12 +53,15 @@ class Scene:
         self.bins = Bins(N, F, S, tile)
         if renderer.soft:
             self.zmax = ti.field(float, shape=(N, S, S))
-            self.logsum = ti.field(float, shape=(N, S, S), needs_grad=renderer.autodiff)
             if renderer.autodiff:
+                self.logsum = ti.field(float, shape=(N, S, S), needs_grad=True)
                 self.wsum = ti.field(float, shape=(N, S, S), needs_grad=True)
                 self.csum = vec3((N, S, S))
             else:
+                self.face = soft.face_setup_field(N, F)
                 self.den = ti.field(float, shape=(N, S, S))
+                self.uncovered = ti.field(float, shape=(N, S, S))
+                self.adjoint = ti.Vector.field(6, float, shape=(N, S, S))
         else:
             self.nearest = ti.field(ti.i32, shape=(N, S, S))
             self.coverage = ti.field(ti.i32, shape=(N, S, S))
@@ -151,14 +154,19 @@ class Scene:
 @ti.ad.grad_replaced
 def _soft(scene):
     r, b = scene.renderer, scene.bins
-    soft.forward(scene.proj, scene.faces, scene.colors, scene.light, b.tile_offset, b.tile_count,
-                 b.tile_faces, scene.zmax, scene.den, scene.logsum, scene.image, r.sigma, r.gamma,
-                 r.cull_d2, r.eps, r.near, r.far, *r.background, scene.N, scene.S, b.T)
+    scene.cutoffs = soft.cutoffs(r.gamma, r.dist_eps, backend.current()[1])  # kept for the backward
+    soft.setup(scene.proj, scene.faces, b.rect, scene.face, scene.N, scene.F)
+    soft.forward(scene.face, scene.faces, scene.colors, scene.light, b.tile_offset, b.tile_count,
+                 b.tile_faces, scene.zmax, scene.den, scene.uncovered, scene.image, r.sigma, r.gamma,
+                 r.cull_d2, r.eps, r.near, r.far, *scene.cutoffs, *r.background, scene.N, scene.S, b.T)
 
 
 @ti.ad.grad_for(_soft)
 def _soft_grad(scene):
     r = scene.renderer
-    soft.backward(scene.proj, scene.faces, scene.colors, scene.light, scene.bins.rect, scene.zmax,
-                  scene.den, scene.logsum, scene.image, r.sigma, r.gamma, r.cull_d2, r.near, r.far,
-                  scene.N, scene.S, scene.F)
+    cut, p_floor = scene.cutoffs
+    soft.pixel_adjoint(scene.image, scene.zmax, scene.den, scene.uncovered, scene.adjoint, p_floor,
+                       scene.N, scene.S)
+    soft.backward(scene.proj, scene.faces, scene.colors, scene.light, scene.face, scene.adjoint,
+                  r.sigma, r.gamma, r.cull_d2, r.near, r.far, cut, scene.N, scene.S,
+                  scene.F)

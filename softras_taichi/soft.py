@@ -1,13 +1,17 @@
-"""Stage 4, the fast way: one forward kernel and a hand-written backward.
+"""Stage 4, the fast way: a set-up pass, one forward kernel and a hand-written backward.
 
 `aggregate.py` is the readable version that Taichi differentiates for us.  This is
 the same mathematics (SPEC §2) arranged for speed, checked against it in
 tests/test_soft_backward.py:
 
-forward  (pixel-major)  one pass over the tile's faces with an *online* max-shift:
+setup    (view, face)    once per face: 2-D corners, 1/det, 1/|edge|², 1/z' and the
+         pixel rectangle, so the pixel loop does no divisions and no gathers
+         through faces[] until a pair is known to count.
+forward  (pixel-major)   one pass over the tile's faces with an *online* max-shift:
          when a nearer face raises m, the running sums are rescaled by
          exp((m_old − m_new)/γ).  Locals carry the sums, so nothing is atomic.
-backward (face-major)   one thread per (view, face) walks the pixels its culling
+         1 − D = 1/(1 + eˢ) gives D and the silhouette product from one exp.
+backward (face-major)    one thread per (view, face) walks the pixels its culling
          rectangle covers, adds up dL/d(corners), dL/d(colours), dL/d(light) in
          registers and writes them once.  With image gradients g = (g_rgb, g_A):
 
@@ -20,53 +24,150 @@ backward (face-major)   one thread per (view, face) walks the pixels its culling
 then through s = δ d²/σ, d² (closest edge), w̃ (clamped barycentrics) and
 z = 1/Σ w̃_k/z'_k to the projected corners.  A custom backward is not
 differentiated by Taichi, so its loops may carry locals freely (SPEC §4).
+
+Pairs that cannot change the result at this precision are skipped (`cutoffs`): the
+colour of a face far behind the pixel's nearest one, and the silhouette term of a pixel
+whose P already fell below rounding (inside a closed mesh, the back faces cost
+almost nothing).
 """
+import math
+
 import taichi as ti
 
 from .aggregate import tile_range
-from .probability import (LOGIT_CLAMP, barycentric, clip_barycentric, cross2, depth, edge_d2,
-                          face_at_pixel, is_inside, log1m_sigmoid, logit, pixel_centre,
-                          segment_d2, sigmoid)
+from .probability import (LOGIT_CLAMP, clamped_det, clip_barycentric, cross2, is_inside, logit,
+                          pixel_centre)
+
+
+def face_setup_field(N, F):
+    """(N, F) per-(view, face) constants for the pixel loops (built at call time, so that
+    `float` is the precision sr.init chose)."""
+    vec2, vec3 = ti.types.vector(2, float), ti.types.vector(3, float)
+    return ti.types.struct(a=vec2, b=vec2, c=vec2, inv_det=float, inv_len2=vec3, inv_z=vec3,
+                           rect=ti.types.vector(4, ti.i32)).field(shape=(N, F))
+
+
+def cutoffs(gamma, dist_eps, precision):
+    """(depth_cut, p_floor): where a pair stops mattering at this precision (u = unit roundoff).
+
+    Colour: the nearest counted face has D > dist_eps, so the softmax denominator Δ
+    exceeds dist_eps, and a face Δẑ behind it moves the colour by at most
+    e^{−Δẑ/γ}/dist_eps, relative.  Beyond depth_cut = γ ln(10⁴ / (u · dist_eps)) even
+    10⁴ such faces together stay below one rounding step, so their colour terms are
+    skipped.
+    Silhouette: once P = Π(1 − D_j) < p_floor = u · dist_eps, A = 1 − P is 1 to
+    rounding and every g_A · P · D_j is as small; the forward stops multiplying P and
+    the backward treats the pixel's silhouette gradient as 0."""
+    u = 2.0 ** -53 if precision == "f64" else 2.0 ** -24
+    return gamma * math.log(1e4 / (u * dist_eps)), u * dist_eps
+
+
+@ti.func
+def segment(p, a, e, inv_len2):
+    """(d², t): squared distance from p to the segment a + t·e, t ∈ [0, 1], and that t."""
+    t = ti.math.clamp((p - a).dot(e) * inv_len2, 0.0, 1.0)
+    v = p - (a + t * e)
+    return v.dot(v), t
+
+
+@ti.func
+def barycentric(p, g):
+    return ti.Vector([cross2(g.b - p, g.c - p), cross2(g.c - p, g.a - p), cross2(g.a - p, g.b - p)]) * g.inv_det
+
+
+@ti.func
+def in_rect(x, y, r):
+    return (x >= r[0]) & (x <= r[2]) & (y >= r[1]) & (y <= r[3])
 
 
 @ti.kernel
-def forward(proj: ti.template(), faces: ti.template(), colors: ti.template(), light: ti.template(),
+def setup(proj: ti.template(), faces: ti.template(), rect: ti.template(), face: ti.template(),
+          N: ti.i32, F: ti.i32):
+    for n, j in ti.ndrange(N, F):
+        f = faces[j]
+        a, b, c = proj[n, f[0]], proj[n, f[1]], proj[n, f[2]]
+        r = rect[n, j]
+        inv_len2 = ti.Vector([0.0, 0.0, 0.0])
+        inv_z = ti.Vector([0.0, 0.0, 0.0])
+        inv_det = 0.0
+        if r[0] <= r[2]:  # drawn, so every z' > Z_MIN
+            inv_det = 1.0 / clamped_det(a.xy, b.xy, c.xy)
+            inv_len2 = 1.0 / ti.max(ti.Vector([(b - a).xy.norm_sqr(), (c - b).xy.norm_sqr(),
+                                               (a - c).xy.norm_sqr()]), 1e-30)
+            inv_z = 1.0 / ti.Vector([a[2], b[2], c[2]])
+        face[n, j].a, face[n, j].b, face[n, j].c = a.xy, b.xy, c.xy
+        face[n, j].inv_det, face[n, j].inv_len2, face[n, j].inv_z = inv_det, inv_len2, inv_z
+        face[n, j].rect = r
+
+
+@ti.kernel
+def forward(face: ti.template(), faces: ti.template(), colors: ti.template(), light: ti.template(),
             tile_offset: ti.template(), tile_count: ti.template(), tile_faces: ti.template(),
-            zmax: ti.template(), den: ti.template(), logsum: ti.template(), image: ti.template(),
-            sigma: float, gamma: float, thr: float, eps: float, near: float, far: float,
-            br: float, bg: float, bb: float, N: ti.i32, S: ti.i32, T: ti.i32):
+            zmax: ti.template(), den: ti.template(), uncovered: ti.template(), image: ti.template(),
+            sigma: float, gamma: float, thr: float, eps: float, near: float, far: float, cut: float,
+            p_floor: float, br: float, bg: float, bb: float, N: ti.i32, S: ti.i32, T: ti.i32):
+    """image = (Σ e_j C_j + e_b C_b) / Δ and A = 1 − P;  keeps m, Δ, P for the backward."""
+    inv_gamma, inv_range = 1.0 / gamma, 1.0 / (far - near)
     for n, y, x in ti.ndrange(N, S, S):
         p = pixel_centre(x, y, S)
         start, count = tile_range(tile_offset, tile_count, n, y, x, S, T)
-        m, ws, ls = eps, 0.0, 0.0
+        m, ws, P = eps, 0.0, 1.0
         cs = ti.Vector([0.0, 0.0, 0.0])
         for k in range(count):
             j = tile_faces[start + k]
-            f, a, b, c, w, inside, d2 = face_at_pixel(proj, faces, n, j, p)
-            if inside | (d2 < thr):
-                s = logit(d2, inside, sigma)
-                ls += log1m_sigmoid(s)
-                wc = clip_barycentric(w)
-                z = depth(wc, a, b, c)
-                if (z >= near) & (z <= far):
-                    zn = (far - z) / (far - near)
-                    if zn > m:  # a nearer face: move the shift, rescale what we have
-                        scale = ti.exp((m - zn) / gamma)
-                        ws *= scale
-                        cs *= scale
-                        m = zn
-                    e = sigmoid(s) * ti.exp((zn - m) / gamma)
-                    ws += e
-                    cs += e * light[j] * (wc[0] * colors[f[0]] + wc[1] * colors[f[1]] + wc[2] * colors[f[2]])
-        eb = ti.exp((eps - m) / gamma)
+            g = face[n, j]
+            if in_rect(x, y, g.rect):  # tiles are coarser than faces: most misses end here
+                w = barycentric(p, g)
+                inside = is_inside(w)
+                d_ab, _ = segment(p, g.a, g.b - g.a, g.inv_len2[0])
+                d_bc, _ = segment(p, g.b, g.c - g.b, g.inv_len2[1])
+                d_ca, _ = segment(p, g.c, g.a - g.c, g.inv_len2[2])
+                d2 = ti.min(d_ab, d_bc, d_ca)
+                if inside | (d2 < thr):
+                    wc = clip_barycentric(w)
+                    z = 1.0 / wc.dot(g.inv_z)
+                    zn = (far - z) * inv_range
+                    colour = (z >= near) & (z <= far) & (zn > m - cut)
+                    silhouette = P >= p_floor
+                    if colour | silhouette:
+                        t = ti.exp(logit(d2, inside, sigma))
+                        q = 1.0 / (1.0 + t)  # 1 − D, with D = sigmoid(s) = t q
+                        if silhouette:
+                            P *= q
+                        if colour:
+                            if zn > m:  # a nearer face: move the shift, rescale what we have
+                                scale = ti.exp((m - zn) * inv_gamma)
+                                ws *= scale
+                                cs *= scale
+                                m = zn
+                            e = t * q * ti.exp((zn - m) * inv_gamma)
+                            f = faces[j]
+                            ws += e
+                            cs += e * light[j] * (wc[0] * colors[f[0]] + wc[1] * colors[f[1]]
+                                                  + wc[2] * colors[f[2]])
+        eb = ti.exp((eps - m) * inv_gamma)
         d = ws + eb
         zmax[n, y, x] = m
         den[n, y, x] = d
-        logsum[n, y, x] = ls
+        uncovered[n, y, x] = P
         image[n, y, x, 0] = (cs[0] + eb * br) / d
         image[n, y, x, 1] = (cs[1] + eb * bg) / d
         image[n, y, x, 2] = (cs[2] + eb * bb) / d
-        image[n, y, x, 3] = 1.0 - ti.exp(ls)
+        image[n, y, x, 3] = 1.0 - P
+
+
+@ti.kernel
+def pixel_adjoint(image: ti.template(), zmax: ti.template(), den: ti.template(),
+                  uncovered: ti.template(), adjoint: ti.template(), p_floor: float, N: ti.i32, S: ti.i32):
+    """What every face's backward needs of a pixel, in one place:
+    (g_rgb/Δ, g_rgb·I/Δ, g_A·P, m), with g_A·P = 0 where the silhouette saturated (P < p_floor)."""
+    for n, y, x in ti.ndrange(N, S, S):
+        inv = 1.0 / den[n, y, x]
+        g = ti.Vector([image.grad[n, y, x, 0], image.grad[n, y, x, 1], image.grad[n, y, x, 2]]) * inv
+        I = ti.Vector([image[n, y, x, 0], image[n, y, x, 1], image[n, y, x, 2]])
+        P = uncovered[n, y, x]
+        adjoint[n, y, x] = ti.Vector([g[0], g[1], g[2], g.dot(I), ti.select(P >= p_floor, image.grad[n, y, x, 3] * P, 0.0),
+                                      zmax[n, y, x]])
 
 
 @ti.func
@@ -76,13 +177,11 @@ def perp(v):
 
 
 @ti.func
-def barycentric_grad(p, a, b, c, w, gw):
-    """dL/d(a, b, c) (2-D) given dL/dw for w = barycentric(p, a, b, c)."""
-    det = cross2(b - a, c - a)
-    live = ti.abs(det) >= 1e-10  # else the det was clamped to ±1e-10: a constant
-    det = ti.select(det >= 0.0, ti.max(det, 1e-10), ti.min(det, -1e-10))
-    gN = gw / det
-    gD = ti.select(live, -gw.dot(w) / det, 0.0)
+def barycentric_grad(p, a, b, c, inv_det, live, w, gw):
+    """dL/d(a, b, c) (2-D) given dL/dw for w = barycentric(p, a, b, c).
+    `live`: |det| ≥ 1e-10 (else it was clamped to a constant)."""
+    gN = gw * inv_det
+    gD = ti.select(live, -gw.dot(w) * inv_det, 0.0)
     pa, pb, pc = a - p, b - p, c - p
     # w0 = cross2(pb, pc), w1 = cross2(pc, pa), w2 = cross2(pa, pb), det = their sum
     ga = gN[1] * -perp(pc) + gN[2] * perp(pb) + gD * (perp(c - a) - perp(b - a)) * -1.0
@@ -92,84 +191,82 @@ def barycentric_grad(p, a, b, c, w, gw):
 
 
 @ti.func
-def segment_grad(p, a, b, g):
-    """dL/da, dL/db for d² = |p − q|², q the closest point of [a, b] (t held fixed:
-    at an interior minimum ∂d²/∂t = 0)."""
-    e = b - a
-    t = ti.math.clamp((p - a).dot(e) / ti.max(e.dot(e), 1e-30), 0.0, 1.0)
+def segment_grad(p, a, e, t, g):
+    """dL/da, dL/db for d² = |p − q|², q = a + t e the closest point of [a, a + e]
+    (t held fixed: at an interior minimum ∂d²/∂t = 0)."""
     gq = -2.0 * g * (p - (a + t * e))
     return gq * (1.0 - t), gq * t
 
 
-@ti.func
-def edge_d2_grad(p, a, b, c, g):
-    """dL/d(a, b, c) for d² = min of the three segment distances (the argmin gets it all)."""
-    d_ab, d_bc, d_ca = segment_d2(p, a, b), segment_d2(p, b, c), segment_d2(p, c, a)
-    ga, gb, gc = ti.Vector([0.0, 0.0]), ti.Vector([0.0, 0.0]), ti.Vector([0.0, 0.0])
-    if (d_ab <= d_bc) & (d_ab <= d_ca):
-        ga, gb = segment_grad(p, a, b, g)
-    elif d_bc <= d_ca:
-        gb, gc = segment_grad(p, b, c, g)
-    else:
-        gc, ga = segment_grad(p, c, a, g)
-    return ga, gb, gc
-
-
 @ti.kernel
 def backward(proj: ti.template(), faces: ti.template(), colors: ti.template(), light: ti.template(),
-             rect: ti.template(), zmax: ti.template(), den: ti.template(), logsum: ti.template(),
-             image: ti.template(), sigma: float, gamma: float, thr: float, near: float, far: float,
-             N: ti.i32, S: ti.i32, F: ti.i32):
+             face: ti.template(), adjoint: ti.template(), sigma: float, gamma: float, thr: float,
+             near: float, far: float, cut: float, N: ti.i32, S: ti.i32, F: ti.i32):
+    inv_gamma, inv_range = 1.0 / gamma, 1.0 / (far - near)
     for n, j in ti.ndrange(N, F):
-        r = rect[n, j]
+        g = face[n, j]
+        r = g.rect
         f = faces[j]
-        a, b, c = proj[n, f[0]], proj[n, f[1]], proj[n, f[2]]
+        a, b, c = g.a, g.b, g.c
+        live = ti.abs(cross2(b - a, c - a)) >= 1e-10
         ca, cb, cc = colors[f[0]], colors[f[1]], colors[f[2]]
         L = light[j]
-        zero3 = ti.Vector([0.0, 0.0, 0.0])
+        zero2, zero3 = ti.Vector([0.0, 0.0]), ti.Vector([0.0, 0.0, 0.0])
         ga, gb, gc, gca, gcb, gcc, gl = zero3, zero3, zero3, zero3, zero3, zero3, 0.0
         for y in range(r[1], r[3] + 1):
             for x in range(r[0], r[2] + 1):
                 p = pixel_centre(x, y, S)
-                w = barycentric(p, a.xy, b.xy, c.xy)
+                w = barycentric(p, g)
                 inside = is_inside(w)
-                d2 = edge_d2(p, a.xy, b.xy, c.xy)
+                d_ab, t_ab = segment(p, a, b - a, g.inv_len2[0])
+                d_bc, t_bc = segment(p, b, c - b, g.inv_len2[1])
+                d_ca, t_ca = segment(p, c, a - c, g.inv_len2[2])
+                d2 = ti.min(d_ab, d_bc, d_ca)
                 if inside | (d2 < thr):
-                    s = logit(d2, inside, sigma)
-                    D = sigmoid(s)
-                    gs = image.grad[n, y, x, 3] * ti.exp(logsum[n, y, x]) * D
+                    adj = adjoint[n, y, x]
                     wc = clip_barycentric(w)
-                    z = depth(wc, a, b, c)
-                    gwc, gz = zero3, zero3
-                    if (z >= near) & (z <= far):
-                        e = D * ti.exp(((far - z) / (far - near) - zmax[n, y, x]) / gamma)
-                        g = ti.Vector([image.grad[n, y, x, 0], image.grad[n, y, x, 1], image.grad[n, y, x, 2]])
-                        I = ti.Vector([image[n, y, x, 0], image[n, y, x, 1], image[n, y, x, 2]])
-                        Cbar = wc[0] * ca + wc[1] * cb + wc[2] * cc
-                        ge = g.dot(L * Cbar - I) / den[n, y, x]
-                        gs += ge * e * (1.0 - D)
-                        gC = g * (e / den[n, y, x])
-                        gl += gC.dot(Cbar)
-                        gca += gC * (L * wc[0])
-                        gcb += gC * (L * wc[1])
-                        gcc += gC * (L * wc[2])
-                        gzz = -ge * e / (gamma * (far - near))  # dL/dz
-                        inv_z = ti.Vector([1.0 / a[2], 1.0 / b[2], 1.0 / c[2]])
-                        gwc = L * ti.Vector([gC.dot(ca), gC.dot(cb), gC.dot(cc)]) - gzz * z * z * inv_z
-                        gz = gzz * z * z * wc * inv_z * inv_z
-                    # clamped, renormalised barycentrics -> raw barycentrics
-                    u = ti.math.clamp(w, 0.0, 1.0)
-                    total = u.sum()
-                    gu = ti.select(total > 1e-5, (gwc - gwc.dot(wc)) / total, gwc / 1e-5)
-                    gw = ti.select((w > 0.0) & (w < 1.0), gu, 0.0)
-                    ba, bb_, bc = barycentric_grad(p, a.xy, b.xy, c.xy, w, gw)
-                    # s = clamp(δ d²/σ) -> d²
-                    raw = ti.select(inside, d2, -d2) / sigma
-                    gd2 = ti.select(ti.abs(raw) < LOGIT_CLAMP, gs * ti.select(inside, 1.0, -1.0) / sigma, 0.0)
-                    ea, eb_, ec = edge_d2_grad(p, a.xy, b.xy, c.xy, gd2)
-                    ga += ti.Vector([ba[0] + ea[0], ba[1] + ea[1], gz[0]])
-                    gb += ti.Vector([bb_[0] + eb_[0], bb_[1] + eb_[1], gz[1]])
-                    gc += ti.Vector([bc[0] + ec[0], bc[1] + ec[1], gz[2]])
+                    z = 1.0 / wc.dot(g.inv_z)
+                    zn = (far - z) * inv_range
+                    colour = (z >= near) & (z <= far) & (zn > adj[5] - cut)
+                    if colour | (adj[4] != 0.0):  # else this pair adds nothing
+                        t = ti.exp(logit(d2, inside, sigma))
+                        q = 1.0 / (1.0 + t)
+                        D = t * q
+                        gs = adj[4] * D
+                        gwc, gz = zero3, zero3
+                        if colour:
+                            e = D * ti.exp((zn - adj[5]) * inv_gamma)
+                            gD = ti.Vector([adj[0], adj[1], adj[2]])  # g_rgb / Δ
+                            Cbar = wc[0] * ca + wc[1] * cb + wc[2] * cc
+                            ge = L * gD.dot(Cbar) - adj[3]
+                            gs += ge * e * q
+                            gC = gD * e
+                            gl += gC.dot(Cbar)
+                            gca += gC * (L * wc[0])
+                            gcb += gC * (L * wc[1])
+                            gcc += gC * (L * wc[2])
+                            gzz = -ge * e * inv_gamma * inv_range  # dL/dz
+                            gwc = L * ti.Vector([gC.dot(ca), gC.dot(cb), gC.dot(cc)]) - gzz * z * z * g.inv_z
+                            gz = gzz * z * z * wc * g.inv_z * g.inv_z
+                        # clamped, renormalised barycentrics -> raw barycentrics
+                        u = ti.math.clamp(w, 0.0, 1.0)
+                        total = u.sum()
+                        gu = ti.select(total > 1e-5, (gwc - gwc.dot(wc)) / total, gwc / 1e-5)
+                        gw = ti.select((w > 0.0) & (w < 1.0), gu, 0.0)
+                        ba, bb_, bc = barycentric_grad(p, a, b, c, g.inv_det, live, w, gw)
+                        # s = clamp(δ d²/σ) -> d² -> the closest edge's end points
+                        raw = ti.select(inside, d2, -d2) / sigma
+                        gd2 = ti.select(ti.abs(raw) < LOGIT_CLAMP, gs * ti.select(inside, 1.0, -1.0) / sigma, 0.0)
+                        ea, eb_, ec = zero2, zero2, zero2
+                        if (d_ab <= d_bc) & (d_ab <= d_ca):
+                            ea, eb_ = segment_grad(p, a, b - a, t_ab, gd2)
+                        elif d_bc <= d_ca:
+                            eb_, ec = segment_grad(p, b, c - b, t_bc, gd2)
+                        else:
+                            ec, ea = segment_grad(p, c, a - c, t_ca, gd2)
+                        ga += ti.Vector([ba[0] + ea[0], ba[1] + ea[1], gz[0]])
+                        gb += ti.Vector([bb_[0] + eb_[0], bb_[1] + eb_[1], gz[1]])
+                        gc += ti.Vector([bc[0] + ec[0], bc[1] + ec[1], gz[2]])
         if r[0] <= r[2]:
             proj.grad[n, f[0]] += ga
             proj.grad[n, f[1]] += gb
