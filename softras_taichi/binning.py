@@ -17,6 +17,7 @@ Vulkan (seen on lavapipe).
 import numpy as np
 import taichi as ti
 
+from .probability import face_at_pixel, pixel_centre
 from .project import Z_MIN
 
 
@@ -92,6 +93,29 @@ def fill(entry_tile: ti.template(), entry_face: ti.template(), tile_offset: ti.t
         tile_faces[tile_offset[t] + ti.atomic_add(tile_fill[t], 1)] = entry_face[e]
 
 
+@ti.kernel
+def count_pairs(proj: ti.template(), faces: ti.template(), rect: ti.template(),
+                tile_offset: ti.template(), tile_count: ti.template(), tile_faces: ti.template(),
+                counts: ti.template(), thr: float, N: ti.i32, S: ti.i32, T: ti.i32):
+    """counts = (pairs in the tile lists, pairs inside a face's rectangle, pairs within the
+    culling radius): what the fine pass visits, tests and computes."""
+    for n, y, x in ti.ndrange(N, S, S):
+        TX = (S + T - 1) // T
+        t = (n * TX + y // T) * TX + x // T
+        listed, in_rect, within = 0, 0, 0
+        for k in range(tile_count[t]):
+            j = tile_faces[tile_offset[t] + k]
+            r = rect[n, j]
+            if (x >= r[0]) & (x <= r[2]) & (y >= r[1]) & (y <= r[3]):
+                in_rect += 1
+                _, _, _, _, _, inside, d2 = face_at_pixel(proj, faces, n, j, pixel_centre(x, y, S))
+                within += ti.select(inside | (d2 < thr), 1, 0)
+            listed += 1
+        counts[0] += ti.cast(listed, ti.i64)
+        counts[1] += ti.cast(in_rect, ti.i64)
+        counts[2] += ti.cast(within, ti.i64)
+
+
 def auto_tile(mean_extent):
     """Tile side for faces whose reach spans `mean_extent` pixels on average.
 
@@ -161,7 +185,15 @@ class Bins:
         self.tile_count.fill(0)  # reused as the fill cursor; ends equal to the counts again
         fill(self.entry_tile, self.entry_face, self.tile_offset, self.tile_count, self.tile_faces, E)
 
-    def stats(self):
+    def stats(self, proj=None, faces=None, thr=None):
+        """Tile side and list sizes; with the projected mesh and the culling d² also the
+        (pixel, face) pairs: listed (visited), in_rect (tested), within (computed)."""
         counts = self.tile_count.to_numpy()[: self.N * self.TX * self.TX]
-        return {"tile": self.T, "entries": self.entries, "max_per_tile": int(counts.max(initial=0)),
-                "mean_per_tile": float(counts.mean()) if counts.size else 0.0}
+        out = {"tile": self.T, "entries": self.entries, "max_per_tile": int(counts.max(initial=0)),
+               "mean_per_tile": float(counts.mean()) if counts.size else 0.0}
+        if proj is not None:
+            pairs = ti.field(ti.i64, shape=3)
+            count_pairs(proj, faces, self.rect, self.tile_offset, self.tile_count, self.tile_faces,
+                        pairs, thr, self.N, self.S, self.T)
+            out.update(zip(("listed", "in_rect", "within"), (int(v) for v in pairs.to_numpy())))
+        return out

@@ -133,6 +133,11 @@ class Scene:
                        self.image, *r.background, N, S)
         return self.image
 
+    def pair_stats(self):
+        """Binning statistics of the last render, with the (pixel, face) pairs the fine pass
+        visited (`listed`), tested (`in_rect`) and computed (`within` the culling radius)."""
+        return self.bins.stats(self.proj, self.faces, self.renderer.cull_d2)
+
     def clear_grads(self):
         """Zero the gradients of this scene's fields (what ti.ad.Tape does for all fields)."""
         sums = (self.wsum, self.csum, self.logsum) if self.renderer.soft and self.renderer.autodiff else ()

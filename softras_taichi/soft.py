@@ -115,8 +115,8 @@ def forward(face: ti.template(), faces: ti.template(), colors: ti.template(), li
         cs = ti.Vector([0.0, 0.0, 0.0])
         for k in range(count):
             j = tile_faces[start + k]
-            g = face[n, j]
-            if in_rect(x, y, g.rect):  # tiles are coarser than faces: most misses end here
+            if in_rect(x, y, face[n, j].rect):  # tiles are coarser than faces: most misses end here
+                g = face[n, j]
                 w = barycentric(p, g)
                 inside = is_inside(w)
                 d_ab, _ = segment(p, g.a, g.b - g.a, g.inv_len2[0])

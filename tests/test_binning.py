@@ -305,6 +305,38 @@ def test_hard_renderer_binned_equals_dense():
     assert err <= 1e-6, f"hard renderer: binned vs dense max |diff| {err:.3g}"
 
 
+def test_pair_counts_match_numpy():
+    """`pair_stats` counts the (pixel, face) pairs within the culling radius (the work the
+    fine pass does, reported by the benchmark): it must agree with a NumPy count from
+    tests/reference.py, binned and dense alike, and the tiles may only add visits."""
+    import reference as ref
+    mesh, S, sigma = _ico(2, 0.6, seed=5), 32, 3e-4
+    eye, R = ref.look_at(2.5, 20.0, 30.0)
+    proj = ref.project(mesh.vertices, eye, R)
+    X, Y = ref.pixel_centres(S)
+    thr = sigma * LN
+    want, near_border = 0, 0
+    for f in mesh.faces:
+        p = proj[f, :2]
+        w, _, _ = ref.barycentrics(p, X, Y)
+        d2 = ref.edge_distance2(p, X, Y)
+        want += int(np.count_nonzero((w > 0).all(axis=0) | (d2 < thr)))
+        near_border += int(np.count_nonzero(np.abs(d2 - thr) < 1e-5 * thr))
+    cam = sr.Camera.look_at(2.5, 20.0, 30.0)
+    got = {}
+    for tile in (4, S):
+        scene = sr.SoftRenderer(image_size=S, sigma=sigma, tile=tile).scene(mesh, cam)
+        scene.render()
+        got[tile] = scene.pair_stats()
+    assert got[4]["within"] == got[S]["within"] and got[4]["in_rect"] == got[S]["in_rect"], (
+        f"binned and dense renders compute different pairs: {got}")
+    st = got[4]
+    assert st["within"] <= st["in_rect"] <= st["listed"] <= got[S]["listed"], st
+    assert abs(st["within"] - want) <= near_border, (
+        f"pairs within the culling radius: {st['within']} counted by the renderer, {want} by NumPy "
+        f"(float32 may flip the {near_border} pairs within 1e-5 of the threshold)")
+
+
 # ------------------------------------------------------------------ Vulkan (keep last)
 @pytest.fixture(scope="module")
 def vulkan():
