@@ -47,15 +47,16 @@ def face_rect(proj, faces, n, j, radius, S):
 
 
 @ti.kernel
-def measure(proj: ti.template(), faces: ti.template(), rect: ti.template(), stats: ti.template(),
-            radius: float, S: ti.i32, N: ti.i32, F: ti.i32):
-    """rect[n, j] = face_rect;  stats = (Σ extent, faces drawn) in pixels."""
+def measure(proj: ti.template(), faces: ti.template(), rect: ti.template(), extent_sum: ti.template(),
+            drawn: ti.template(), radius: float, S: ti.i32, N: ti.i32, F: ti.i32):
+    """rect[n, j] = face_rect;  Σ extent (pixels) and the number of faces drawn."""
     for n, j in ti.ndrange(N, F):
         r = face_rect(proj, faces, n, j, radius, S)
         rect[n, j] = r
-        if r[0] <= r[2]:
-            ti.atomic_add(stats[0], ti.max(r[2] - r[0], r[3] - r[1]) + 1)
-            ti.atomic_add(stats[1], 1)
+        # unconditional sums into 0-D fields: Taichi keeps them per thread (one atomic each)
+        visible = r[0] <= r[2]
+        extent_sum[None] += ti.select(visible, ti.max(r[2] - r[0], r[3] - r[1]) + 1, 0)
+        drawn[None] += ti.select(visible, 1, 0)
 
 
 @ti.kernel
@@ -70,27 +71,28 @@ def expand(rect: ti.template(), face_start: ti.template(), entry_tile: ti.templa
            entry_face: ti.template(), T: ti.i32, TX: ti.i32, N: ti.i32, F: ti.i32):
     """Entries face_start[i] … face_start[i + 1] − 1 are the tiles of face i (plain stores only)."""
     for n, j in ti.ndrange(N, F):
-        r = rect[n, j]
-        x0, y0 = r[0] // T, r[1] // T
-        w = r[2] // T - x0 + 1
-        e0 = face_start[n * F + j]
-        for k in range(face_start[n * F + j + 1] - e0):
-            entry_tile[e0 + k] = (n * TX + y0 + k // w) * TX + x0 + k % w
-            entry_face[e0 + k] = j
+        e = face_start[n * F + j]
+        if e < face_start[n * F + j + 1]:
+            r = rect[n, j]
+            for ty in range(r[1] // T, r[3] // T + 1):
+                for tx in range(r[0] // T, r[2] // T + 1):
+                    entry_tile[e] = (n * TX + ty) * TX + tx
+                    entry_face[e] = j
+                    e += 1
 
 
 @ti.kernel
-def count(entry_tile: ti.template(), tile_count: ti.template(), E: ti.i32):
+def count(entry_tile: ti.template(), tile_count: ti.template(), entry_rank: ti.template(), E: ti.i32):
+    """tile_count[t] = entries of tile t; entry_rank[e] = the place of entry e among them."""
     for e in range(E):
-        ti.atomic_add(tile_count[entry_tile[e]], 1)
+        entry_rank[e] = ti.atomic_add(tile_count[entry_tile[e]], 1)
 
 
 @ti.kernel
-def fill(entry_tile: ti.template(), entry_face: ti.template(), tile_offset: ti.template(),
-         tile_fill: ti.template(), tile_faces: ti.template(), E: ti.i32):
+def fill(entry_tile: ti.template(), entry_face: ti.template(), entry_rank: ti.template(),
+         tile_offset: ti.template(), tile_faces: ti.template(), E: ti.i32):
     for e in range(E):
-        t = entry_tile[e]
-        tile_faces[tile_offset[t] + ti.atomic_add(tile_fill[t], 1)] = entry_face[e]
+        tile_faces[tile_offset[entry_tile[e]] + entry_rank[e]] = entry_face[e]
 
 
 @ti.kernel
@@ -138,7 +140,7 @@ class Bins:
     def __init__(self, N, F, S, tile="auto"):
         self.N, self.F, self.S, self.tile = N, F, S, tile
         self.rect = ti.Vector.field(4, ti.i32, shape=(N, F))
-        self.stats_field = ti.field(ti.i32, shape=2)
+        self.extent_sum, self.drawn = ti.field(ti.i32, shape=()), ti.field(ti.i32, shape=())
         self.ntiles = ti.field(ti.i32, shape=N * F)
         self.face_start = ti.field(ti.i32, shape=N * F + 1)
         smallest = 1 if tile == "auto" else min(tile, S)
@@ -149,6 +151,7 @@ class Bins:
 
     def _alloc_entries(self, capacity):
         self.entry_tile = ti.field(ti.i32, shape=capacity)
+        self.entry_rank = ti.field(ti.i32, shape=capacity)
         self.entry_face = ti.field(ti.i32, shape=capacity)
         self.tile_faces = ti.field(ti.i32, shape=capacity)
 
@@ -157,9 +160,9 @@ class Bins:
 
     def _build(self, proj, faces, radius):
         N, F, S = self.N, self.F, self.S
-        self.stats_field.fill(0)
-        measure(proj, faces, self.rect, self.stats_field, radius, S, N, F)
-        extent_sum, drawn = (int(x) for x in self.stats_field.to_numpy())
+        self.extent_sum[None], self.drawn[None] = 0, 0
+        measure(proj, faces, self.rect, self.extent_sum, self.drawn, radius, S, N, F)
+        extent_sum, drawn = self.extent_sum[None], self.drawn[None]
         T = min(self.tile if self.tile != "auto" else auto_tile(extent_sum / max(drawn, 1)), S)
         while True:
             tiles_per_face(self.rect, self.ntiles, T, N, F)
@@ -177,13 +180,12 @@ class Bins:
             self._alloc_entries(int(E * 1.5))
         expand(self.rect, self.face_start, self.entry_tile, self.entry_face, T, TX, N, F)
         self.tile_count.fill(0)
-        count(self.entry_tile, self.tile_count, E)
+        count(self.entry_tile, self.tile_count, self.entry_rank, E)
         counts = self.tile_count.to_numpy()[: N * TX * TX]
         offsets = np.zeros(self.tile_count.shape[0], dtype=np.int32)
         np.cumsum(counts[:-1], out=offsets[1: len(counts)])
         self.tile_offset.from_numpy(offsets)
-        self.tile_count.fill(0)  # reused as the fill cursor; ends equal to the counts again
-        fill(self.entry_tile, self.entry_face, self.tile_offset, self.tile_count, self.tile_faces, E)
+        fill(self.entry_tile, self.entry_face, self.entry_rank, self.tile_offset, self.tile_faces, E)
 
     def stats(self, proj=None, faces=None, thr=None):
         """Tile side and list sizes; with the projected mesh and the culling d² also the
