@@ -195,10 +195,13 @@ def test_reconstruction_with_colours_converges():
 
 def test_reconstruction_free_parametrisation_and_fixed_sigma():
     images, cams, held, held_cams = fit.target_views(fit.normalize(sr.TARGETS["peanut"]()), 8, 32, 4)
-    r = fit.reconstruct(images, cams, held, held_cams, level=2, iterations=80, sigma=3e-5,
+    # 120 iterations, not fewer: at 80 this run is still climbing (held-out IoU 0.70 -> 0.83
+    # between 70 and 90), so float32 rounding differences alone moved it across 0.8;
+    # at 120 it sits at 0.87-0.91 for lr 0.0045-0.0055 (from 0.50 for the sphere).
+    r = fit.reconstruct(images, cams, held, held_cams, level=2, iterations=120, sigma=3e-5,
                         parametrisation="free", lr=0.005, snapshot_every=0)
     assert r.iou_heldout > 0.8
-    assert r.history["sigma"] == [3e-5] * 80
+    assert r.history["sigma"] == [3e-5] * 120
     with pytest.raises(ValueError, match="parametrisation"):
         fit.reconstruct(images, cams, parametrisation="nope")
     with pytest.raises(ValueError, match="cameras"):
