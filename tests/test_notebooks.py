@@ -14,6 +14,7 @@ cell 1 is markdown with the "Open in Colab" badge pointing at this very file, ce
 the code cell that installs the pinned package only when running in Colab; and each
 lecture is listed in notebooks/README.md.
 """
+import ast
 import json
 import pathlib
 import re
@@ -70,6 +71,22 @@ def test_no_error_outputs(path):
                 bad.append(f"cell {i + 1}: {out.get('ename')}: {out.get('evalue', '')[:200]}")
     assert not bad, (f"{_id(path)} was committed with error outputs (fix the cell, re-execute the "
                      "notebook top to bottom, commit the result):\n  " + "\n  ".join(bad))
+
+
+@pytest.mark.parametrize("path", ALL, ids=_id)
+def test_code_cells_are_python(path):
+    """Every code cell parses as Python (IPython's `!shell` and `%magic` lines aside).
+
+    IPython 8 quietly dedented a cell whose first line was indented; IPython 9 raises
+    IndentationError, so such a cell ran on one machine and failed on a fresh one."""
+    bad = []
+    for i, cell in _code_cells(_load(path)):
+        lines = [re.sub(r"^(\s*)[!%].*", r"\1pass", line) for line in _source(cell).splitlines()]
+        try:
+            ast.parse("\n".join(lines))
+        except SyntaxError as exc:
+            bad.append(f"cell {i + 1}, line {exc.lineno}: {exc.msg}")
+    assert not bad, f"{_id(path)} has code cells that are not valid Python:\n  " + "\n  ".join(bad)
 
 
 @pytest.mark.parametrize("path", EXECUTED, ids=_id)
