@@ -13,15 +13,9 @@ adstack (SPEC §4), so the same gradients come out on CPU, CUDA, Vulkan and Meta
 """
 import taichi as ti
 
+from .binning import tile_range
 from .probability import (clip_barycentric, depth, face_at_pixel, log1m_sigmoid, logit,
                           pixel_centre, sigmoid)
-
-
-@ti.func
-def tile_range(bins_offset, bins_count, n, y, x, S, T):
-    TX = (S + T - 1) // T
-    t = (n * TX + y // T) * TX + x // T
-    return bins_offset[t], bins_count[t]
 
 
 @ti.kernel

@@ -46,6 +46,20 @@ def face_rect(proj, faces, n, j, radius, S):
     return r
 
 
+@ti.func
+def tile_range(bins_offset, bins_count, n, y, x, S, T):
+    """(start, length) of the face list of the tile holding pixel (row y, column x) of view n."""
+    TX = (S + T - 1) // T
+    t = (n * TX + y // T) * TX + x // T
+    return bins_offset[t], bins_count[t]
+
+
+@ti.func
+def in_rect(x, y, r):
+    """Pixel (row y, column x) lies in the rectangle r = (c0, r0, c1, r1) of face_rect."""
+    return (x >= r[0]) & (x <= r[2]) & (y >= r[1]) & (y <= r[3])
+
+
 @ti.kernel
 def measure(proj: ti.template(), faces: ti.template(), rect: ti.template(), extent_sum: ti.template(),
             drawn: ti.template(), radius: float, S: ti.i32, N: ti.i32, F: ti.i32):
@@ -102,19 +116,16 @@ def count_pairs(proj: ti.template(), faces: ti.template(), rect: ti.template(),
     """counts = (pairs in the tile lists, pairs inside a face's rectangle, pairs within the
     culling radius): what the fine pass visits, tests and computes."""
     for n, y, x in ti.ndrange(N, S, S):
-        TX = (S + T - 1) // T
-        t = (n * TX + y // T) * TX + x // T
-        listed, in_rect, within = 0, 0, 0
-        for k in range(tile_count[t]):
-            j = tile_faces[tile_offset[t] + k]
-            r = rect[n, j]
-            if (x >= r[0]) & (x <= r[2]) & (y >= r[1]) & (y <= r[3]):
-                in_rect += 1
+        start, listed = tile_range(tile_offset, tile_count, n, y, x, S, T)
+        tested, within = 0, 0
+        for k in range(listed):
+            j = tile_faces[start + k]
+            if in_rect(x, y, rect[n, j]):
+                tested += 1
                 _, _, _, _, _, inside, d2 = face_at_pixel(proj, faces, n, j, pixel_centre(x, y, S))
                 within += ti.select(inside | (d2 < thr), 1, 0)
-            listed += 1
         counts[0] += ti.cast(listed, ti.i64)
-        counts[1] += ti.cast(in_rect, ti.i64)
+        counts[1] += ti.cast(tested, ti.i64)
         counts[2] += ti.cast(within, ti.i64)
 
 

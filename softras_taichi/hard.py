@@ -11,7 +11,7 @@ the point lecture 01 makes.
 """
 import taichi as ti
 
-from .aggregate import tile_range
+from .binning import tile_range
 from .probability import barycentric, clip_barycentric, depth, is_inside, pixel_centre
 
 

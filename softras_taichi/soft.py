@@ -34,7 +34,7 @@ import math
 
 import taichi as ti
 
-from .aggregate import tile_range
+from .binning import in_rect, tile_range
 from .probability import (LOGIT_CLAMP, clamped_det, clip_barycentric, cross2, is_inside, logit,
                           pixel_centre)
 
@@ -76,8 +76,23 @@ def barycentric(p, g):
 
 
 @ti.func
-def in_rect(x, y, r):
-    return (x >= r[0]) & (x <= r[2]) & (y >= r[1]) & (y <= r[3])
+def pair(p, g):
+    """Pixel centre p against set-up face g: barycentrics w, the inside flag, each edge's
+    (d², t) for ab, bc, ca, and d² = their minimum."""
+    w = barycentric(p, g)
+    d_ab, t_ab = segment(p, g.a, g.b - g.a, g.inv_len2[0])
+    d_bc, t_bc = segment(p, g.b, g.c - g.b, g.inv_len2[1])
+    d_ca, t_ca = segment(p, g.c, g.a - g.c, g.inv_len2[2])
+    return (w, is_inside(w), ti.Vector([d_ab, d_bc, d_ca]), ti.Vector([t_ab, t_bc, t_ca]),
+            ti.min(d_ab, d_bc, d_ca))
+
+
+@ti.func
+def pair_depth(w, g, far, inv_range):
+    """Clamped barycentrics w̃, the perspective-correct z and ẑ = (far − z)/(far − near)."""
+    wc = clip_barycentric(w)
+    z = 1.0 / wc.dot(g.inv_z)
+    return wc, z, (far - z) * inv_range
 
 
 @ti.kernel
@@ -117,16 +132,9 @@ def forward(face: ti.template(), faces: ti.template(), colors: ti.template(), li
             j = tile_faces[start + k]
             if in_rect(x, y, face[n, j].rect):  # tiles are coarser than faces: most misses end here
                 g = face[n, j]
-                w = barycentric(p, g)
-                inside = is_inside(w)
-                d_ab, _ = segment(p, g.a, g.b - g.a, g.inv_len2[0])
-                d_bc, _ = segment(p, g.b, g.c - g.b, g.inv_len2[1])
-                d_ca, _ = segment(p, g.c, g.a - g.c, g.inv_len2[2])
-                d2 = ti.min(d_ab, d_bc, d_ca)
+                w, inside, _, _, d2 = pair(p, g)
                 if inside | (d2 < thr):
-                    wc = clip_barycentric(w)
-                    z = 1.0 / wc.dot(g.inv_z)
-                    zn = (far - z) * inv_range
+                    wc, z, zn = pair_depth(w, g, far, inv_range)
                     colour = (z >= near) & (z <= far) & (zn > m - cut)
                     silhouette = P >= p_floor
                     if colour | silhouette:
@@ -166,8 +174,8 @@ def pixel_adjoint(image: ti.template(), zmax: ti.template(), den: ti.template(),
         g = ti.Vector([image.grad[n, y, x, 0], image.grad[n, y, x, 1], image.grad[n, y, x, 2]]) * inv
         I = ti.Vector([image[n, y, x, 0], image[n, y, x, 1], image[n, y, x, 2]])
         P = uncovered[n, y, x]
-        adjoint[n, y, x] = ti.Vector([g[0], g[1], g[2], g.dot(I), ti.select(P >= p_floor, image.grad[n, y, x, 3] * P, 0.0),
-                                      zmax[n, y, x]])
+        gP = ti.select(P >= p_floor, image.grad[n, y, x, 3] * P, 0.0)
+        adjoint[n, y, x] = ti.Vector([g[0], g[1], g[2], g.dot(I), gP, zmax[n, y, x]])
 
 
 @ti.func
@@ -216,17 +224,10 @@ def backward(proj: ti.template(), faces: ti.template(), colors: ti.template(), l
         for y in range(r[1], r[3] + 1):
             for x in range(r[0], r[2] + 1):
                 p = pixel_centre(x, y, S)
-                w = barycentric(p, g)
-                inside = is_inside(w)
-                d_ab, t_ab = segment(p, a, b - a, g.inv_len2[0])
-                d_bc, t_bc = segment(p, b, c - b, g.inv_len2[1])
-                d_ca, t_ca = segment(p, c, a - c, g.inv_len2[2])
-                d2 = ti.min(d_ab, d_bc, d_ca)
+                w, inside, de, te, d2 = pair(p, g)
                 if inside | (d2 < thr):
                     adj = adjoint[n, y, x]
-                    wc = clip_barycentric(w)
-                    z = 1.0 / wc.dot(g.inv_z)
-                    zn = (far - z) * inv_range
+                    wc, z, zn = pair_depth(w, g, far, inv_range)
                     colour = (z >= near) & (z <= far) & (zn > adj[5] - cut)
                     if colour | (adj[4] != 0.0):  # else this pair adds nothing
                         t = ti.exp(logit(d2, inside, sigma))
@@ -258,12 +259,12 @@ def backward(proj: ti.template(), faces: ti.template(), colors: ti.template(), l
                         raw = ti.select(inside, d2, -d2) / sigma
                         gd2 = ti.select(ti.abs(raw) < LOGIT_CLAMP, gs * ti.select(inside, 1.0, -1.0) / sigma, 0.0)
                         ea, eb_, ec = zero2, zero2, zero2
-                        if (d_ab <= d_bc) & (d_ab <= d_ca):
-                            ea, eb_ = segment_grad(p, a, b - a, t_ab, gd2)
-                        elif d_bc <= d_ca:
-                            eb_, ec = segment_grad(p, b, c - b, t_bc, gd2)
+                        if (de[0] <= de[1]) & (de[0] <= de[2]):
+                            ea, eb_ = segment_grad(p, a, b - a, te[0], gd2)
+                        elif de[1] <= de[2]:
+                            eb_, ec = segment_grad(p, b, c - b, te[1], gd2)
                         else:
-                            ec, ea = segment_grad(p, c, a - c, t_ca, gd2)
+                            ec, ea = segment_grad(p, c, a - c, te[2], gd2)
                         ga += ti.Vector([ba[0] + ea[0], ba[1] + ea[1], gz[0]])
                         gb += ti.Vector([bb_[0] + eb_[0], bb_[1] + eb_[1], gz[1]])
                         gc += ti.Vector([bc[0] + ec[0], bc[1] + ec[1], gz[2]])
