@@ -1,4 +1,4 @@
-"""Stage 4: the soft rasterizer's fine pass (SPEC §2), three kernels per render.
+"""Stage 4: the soft rasterizer's fine pass (docs/math.md), three kernels per render.
 
 For pixel i and the faces j of its tile:
 
@@ -9,7 +9,7 @@ For pixel i and the faces j of its tile:
 `shift` finds m (no gradient: the softmax does not depend on it), `accumulate`
 adds every face straight into global sums, and `resolve` divides.  Writing the
 face loop as `+=` into global fields is what keeps Taichi's autodiff off the
-adstack (SPEC §4), so the same gradients come out on CPU, CUDA, Vulkan and Metal.
+adstack (docs/architecture.md, "Rules every kernel follows"), so the same gradients come out on CPU, CUDA, Vulkan and Metal.
 """
 import taichi as ti
 

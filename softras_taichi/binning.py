@@ -1,7 +1,7 @@
 """Stage 3: which faces can touch which pixels (no gradient).
 
 A face only reaches pixels within its culling radius  r = sqrt(σ · ln(1/dist_eps − 1))
-(beyond it D ≤ dist_eps and SPEC §2 drops the pair).  We cut every view into T×T
+(beyond it D ≤ dist_eps and docs/math.md drops the pair).  We cut every view into T×T
 pixel tiles and list, per tile, the faces whose r-expanded bounding box overlaps
 it: a count pass, a prefix sum, a fill pass.  The fine pass then visits only its
 tile's list, so the cost follows the (pixel, face) pairs that matter, not

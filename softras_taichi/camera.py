@@ -1,4 +1,4 @@
-"""The look-at camera of SPEC §2 (PyTorch3D's conventions: the viewer's right is the image's right).
+"""The look-at camera of docs/math.md (PyTorch3D's conventions: the viewer's right is the image's right).
 
     eye = (d·cos(el)·sin(az), d·sin(el), d·cos(el)·cos(az)),  f = -eye/|eye|,
     r = normalize(f × up),  u = r × f,  v' = R (v − eye) with rows r, u, f.

@@ -35,8 +35,8 @@ the mesh pulls on it) to a sharp end.  The end is σ = 1e-5, not the paper's 1e-
 at 64 px the soft silhouette of a mesh with small faces is visibly larger than the
 hard one (1 − Π(1 − D) adds up the tails of every face near an edge; the targets'
 own soft and hard silhouettes agree only to IoU 0.87–0.94 at σ = 1e-4), so a fit
-that ends at 1e-4 comes out thinner than its target.  The seed's setting is `SEED_SETTING`
-(64 views, λ = 1, μ = 1e-3).  The quality measure is the IoU of hard silhouettes on
+that ends at 1e-4 comes out thinner than its target.  `PAPER_SETTING` holds the loss
+weights and view count of docs/math.md's "Reconstruction settings" (64 views, λ = 1, μ = 1e-3).  The quality measure is the IoU of hard silhouettes on
 held-out cameras (views not used for fitting).
 
     import softras_taichi as sr
@@ -60,9 +60,10 @@ from .mesh import Mesh
 from .primitives import TARGETS, cube, icosphere
 from .renderer import HardRenderer, SoftRenderer
 
-# The paper's reconstruction setting: fit.fit_target(mesh, **fit.SEED_SETTING)
+# The reference reconstruction setting (docs/math.md, "Reconstruction settings", says
+# where each number comes from): fit.fit_target(mesh, **fit.PAPER_SETTING)
 # (or `softras-taichi fit MESH --views 64 --lam 1 --mu 1e-3`).
-SEED_SETTING = {"views": 64, "lam": 1.0, "mu": 1e-3}
+PAPER_SETTING = {"views": 64, "lam": 1.0, "mu": 1e-3}
 
 
 # --------------------------------------------------------------------------- geometry helpers

@@ -25,7 +25,7 @@ SOFTRAS_GRADER_RAISE=1 a check that is short of full points also raises
 AssertionError, which is how nbgrader and otter-grader see a failed test cell.
 
 `run_func(f, *arrays)` evaluates a student's `@ti.func` on every row of NumPy arrays
-in one Taichi kernel; `reference` holds the float64 NumPy formulas of SPEC §2 that
+in one Taichi kernel; `reference` holds the float64 NumPy formulas of docs/math.md that
 the checks compare against.
 
 **The runner (outside).**  `grade_notebook(path)` executes a notebook top to bottom
@@ -464,7 +464,7 @@ def _image_dot(image, weights, loss):
 
 
 class reference:  # noqa: N801 - used as a namespace: `from softras_taichi.grader import reference as ref`
-    """Float64 NumPy versions of the formulas the exercises implement (SPEC §2)."""
+    """Float64 NumPy versions of the formulas the exercises implement (docs/math.md)."""
 
     @staticmethod
     def random_points(n, seed, low=-1.0, high=1.0, dim=2):
@@ -541,7 +541,7 @@ class reference:  # noqa: N801 - used as a namespace: `from softras_taichi.grade
 
     @staticmethod
     def aggregate_weights(D, z, gamma, eps):
-        """(w (P, F), w_b (P,)): the depth softmax of SPEC §2, shifted by
+        """(w (P, F), w_b (P,)): the depth softmax of docs/math.md, shifted by
         m = max(ε/γ, max_{j: D_j > 0} ẑ_j/γ)."""
         D, z = np.asarray(D, dtype=np.float64), np.asarray(z, dtype=np.float64)
         with np.errstate(all="ignore"):

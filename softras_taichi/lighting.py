@@ -1,4 +1,4 @@
-"""Per-face lighting of SPEC §2: ambient + directional · max(0, n · l).
+"""Per-face lighting of docs/math.md: ambient + directional · max(0, n · l).
 
 n is the unit normal of (v2 − v1) × (v0 − v1) in world space.  A degenerate face
 has no normal; it gets n = 0 (ambient light only) instead of a NaN.

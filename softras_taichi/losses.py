@@ -37,7 +37,7 @@ costs more with every field ever made; a fitting loop can instead zero only its 
 open `ti.ad.Tape(loss, clear_gradients=False)` — `fit.py` does.  Losses without
 scratch gradients have a `clear_grads` that does nothing, so all can be treated alike.
 
-Why the kernels look the way they do (SPEC §4): every kernel is a parallel loop that
+Why the kernels look the way they do (docs/architecture.md, "Rules every kernel follows"): every kernel is a parallel loop that
 `+=`s straight into *global* fields, never a serial loop into a local variable, so
 Taichi's reverse mode never needs its adstack and the gradients are right on CPU,
 CUDA, Vulkan and Metal.  A ratio such as the IoU is therefore two kernels: one that

@@ -45,7 +45,7 @@ import numbers
 import numpy as np
 import taichi as ti
 
-LOGIT_CLAMP = 30.0  # SPEC §4: sigmoid of a clamped logit never makes inf·0 in a gradient
+LOGIT_CLAMP = 30.0  # docs/architecture.md, "Rules every kernel follows": sigmoid of a clamped logit never makes inf·0 in a gradient
 
 
 # --------------------------------------------------------------------------- helpers

@@ -5,7 +5,7 @@ For pixel centre p and a face with projected corners a, b, c (x_ndc, y_ndc, z'):
     w       barycentrics of p in the projected triangle (unclamped)
     inside  δ = +1 when p is strictly inside (all w > 0), else −1
     d²      squared distance from p to the closest point of the three edges
-    D       sigmoid(δ · d² / σ)   (the probability map of SPEC §2)
+    D       sigmoid(δ · d² / σ)   (the probability map of docs/math.md)
 
 Like the official SoftRas, a (near-)degenerate projected triangle keeps the sign
 of its area but never less than 1e-10 in magnitude, so its barycentrics stay
@@ -71,7 +71,7 @@ def face_at_pixel(proj, faces, n, j, p):
 
 @ti.func
 def clip_barycentric(w):
-    """SPEC §2: clamp to [0, 1] and renormalise (as the official SoftRas does)."""
+    """docs/math.md: clamp to [0, 1] and renormalise (as the official SoftRas does)."""
     wc = ti.math.clamp(w, 0.0, 1.0)
     return wc / ti.max(wc.sum(), 1e-5)
 

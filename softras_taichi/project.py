@@ -22,7 +22,7 @@ def rotate(w, v):
     """Rodrigues: R(w) v = v + a (w × v) + b (w × (w × v)), a = sin θ/θ, b = (1 − cos θ)/θ², θ = |w|.
 
     Written on vectors, not as a matrix product: Taichi's in-place matrix
-    helpers would put locals on the autodiff stack (SPEC §4)."""
+    helpers would put locals on the autodiff stack (docs/architecture.md, "Rules every kernel follows")."""
     t2 = w.dot(w)
     t2c = ti.max(t2, 1e-12)
     t = ti.sqrt(t2c)

@@ -1,4 +1,4 @@
-"""The NumPy-facing renderers of SPEC §3: SoftRenderer and HardRenderer.
+"""The NumPy-facing renderers (the README's public API): SoftRenderer and HardRenderer.
 
 Each call reuses a cached Scene of the right size (Taichi fields are never freed,
 so allocating per call would leak), uploads the mesh and cameras, and runs the
@@ -143,7 +143,7 @@ class _Renderer:
 
 
 class SoftRenderer(_Renderer):
-    """The Soft Rasterizer (SPEC §2) with the official SoftRas defaults."""
+    """The Soft Rasterizer (docs/math.md) with the official SoftRas defaults."""
 
     soft = True
 
@@ -160,7 +160,7 @@ class SoftRenderer(_Renderer):
         self.dist_eps = _number("dist_eps", dist_eps, positive=True)
         if self.dist_eps >= 0.5:
             raise ValueError(f"dist_eps must lie in (0, 0.5): faces are culled where D <= dist_eps, got {dist_eps}")
-        # SPEC §2: a face is culled for a pixel outside it when d² ≥ σ ln(1/dist_eps − 1)
+        # docs/math.md: a face is culled for a pixel outside it when d² ≥ σ ln(1/dist_eps − 1)
         self.cull_d2 = self.sigma * math.log(1.0 / self.dist_eps - 1.0)
         self.cull_radius = math.sqrt(self.cull_d2) * 1.001 + 1e-6  # binning margin for rounding
 

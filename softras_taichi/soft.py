@@ -1,7 +1,7 @@
 """Stage 4, the fast way: a set-up pass, one forward kernel and a hand-written backward.
 
 `aggregate.py` is the readable version that Taichi differentiates for us.  This is
-the same mathematics (SPEC §2) arranged for speed, checked against it in
+the same mathematics (docs/math.md) arranged for speed, checked against it in
 tests/test_soft_backward.py:
 
 setup    (view, face)    once per face: 2-D corners, 1/det, 1/|edge|², 1/z' and the
@@ -23,7 +23,7 @@ backward (face-major)    one thread per (view, face) walks the pixels its cullin
 
 then through s = δ d²/σ, d² (closest edge), w̃ (clamped barycentrics) and
 z = 1/Σ w̃_k/z'_k to the projected corners.  A custom backward is not
-differentiated by Taichi, so its loops may carry locals freely (SPEC §4).
+differentiated by Taichi, so its loops may carry locals freely (docs/architecture.md, "Rules every kernel follows").
 
 Pairs that cannot change the result at this precision are skipped (`cutoffs`): the
 colour of a face far behind the pixel's nearest one, and the silhouette term of a pixel

@@ -1,13 +1,13 @@
-"""An independent, dense float64 NumPy reference of SPEC §2 (the Soft Rasterizer).
+"""An independent, dense float64 NumPy reference of docs/math.md (the Soft Rasterizer).
 
-Written straight from the SPEC text, *not* from the Taichi code, so that the tests
+Written straight from docs/math.md, *not* from the Taichi code, so that the tests
 comparing the two are a real check. Clarity over speed: vectorised over the pixels,
 a plain Python loop over the faces, no binning, no autodiff.
 
-Symbols follow the SPEC: σ (sigma), γ (gamma), ε (eps), θ (viewing_angle, the half
+Symbols follow docs/math.md: σ (sigma), γ (gamma), ε (eps), θ (viewing_angle, the half
 field of view in degrees), near/far, dist_eps, C_b (background).
 
-Decisions the SPEC leaves open (the library follows the same ones, so results are
+Decisions the formulas leave open (the library follows the same ones, so results are
 comparable):
 
 * A face with any vertex at z' <= Z_MIN (1e-5: at or behind the camera plane) is not
@@ -41,7 +41,7 @@ __all__ = [
 
 # --------------------------------------------------------------------------- camera
 def look_at(distance=2.732, elevation=0.0, azimuth=0.0):
-    """Eye (3,) and rotation R (3,3) with rows r, u, f (SPEC §2 'Camera').
+    """Eye (3,) and rotation R (3,3) with rows r, u, f (docs/math.md 'Camera').
 
     eye = (d cos(el) sin(az), d sin(el), d cos(el) cos(az)); f = normalize(0 - eye);
     r = normalize(f × up), up = (0, 1, 0); u = r × f.  At el = ±90° (f ∥ up) r is the
@@ -67,7 +67,7 @@ def look_at(distance=2.732, elevation=0.0, azimuth=0.0):
 
 
 def project(vertices, eye, R, viewing_angle=30.0):
-    """World vertices (V,3) -> (V,3) of (x_ndc, y_ndc, z') (SPEC §2 'Projection')."""
+    """World vertices (V,3) -> (V,3) of (x_ndc, y_ndc, z') (docs/math.md 'Projection')."""
     v = np.asarray(vertices, dtype=np.float64)
     vc = (v - np.asarray(eye, dtype=np.float64)) @ np.asarray(R, dtype=np.float64).T
     t = np.tan(np.deg2rad(float(viewing_angle)))
@@ -177,7 +177,7 @@ def render(vertices, faces, colors, eye, R, image_size=64, sigma=1e-4, gamma=1e-
            eps=1e-3, near=1.0, far=100.0, dist_eps=1e-4, background=(0.0, 0.0, 0.0),
            ambient=0.5, directional=0.5, light_direction=(0.0, 1.0, 0.0),
            viewing_angle=30.0, return_aux=False):
-    """The soft rasterizer of SPEC §2: (S,S,4) float64 RGBA.
+    """The soft rasterizer of docs/math.md: (S,S,4) float64 RGBA.
 
     With ``return_aux=True`` also returns a dict of per-pixel diagnostics used by the
     tests to leave out pixels where float32 rounding legitimately flips a discrete
@@ -304,7 +304,7 @@ def hard_render(vertices, faces, colors, eye, R, image_size=64, near=1.0, far=10
 def icosphere(level=1, radius=1.0):
     """A unit icosahedron subdivided ``level`` times, projected onto the sphere.
 
-    Faces are wound counter-clockwise seen from outside, so the SPEC normal
+    Faces are wound counter-clockwise seen from outside, so the normal of docs/math.md
     (v2 - v1) × (v0 - v1) points outward (checked in ``test_reference.py``).
     """
     t = (1.0 + 5.0 ** 0.5) / 2.0
@@ -337,7 +337,7 @@ def icosphere(level=1, radius=1.0):
 
 def cube(size=1.0):
     """An axis-aligned cube of edge ``size`` centred at the origin, 12 triangles,
-    wound so that the SPEC normal points outward."""
+    wound so that the normal of docs/math.md points outward."""
     h = 0.5 * size
     v = np.array([[x, y, z] for x in (-h, h) for y in (-h, h) for z in (-h, h)],
                  dtype=np.float64)

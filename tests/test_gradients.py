@@ -5,7 +5,7 @@ d/dcolors of L = sum(g * r.render(mesh, cam)). We check them against
 
 * central differences of the library's own L (step 1e-6 in float64), and
 * central differences of the NumPy reference's L (an independent check that the
-  gradient is the gradient of the SPEC's image, not only of the library's).
+  gradient is the gradient of docs/math.md's image, not only of the library's).
 
 Choices that make the finite differences meaningful:
 

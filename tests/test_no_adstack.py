@@ -1,4 +1,4 @@
-"""SPEC §4: no kernel may lean on Taichi's autodiff stack ("adstack"), which does
+"""docs/architecture.md, "Rules every kernel follows": no kernel may lean on Taichi's autodiff stack ("adstack"), which does
 not exist on Vulkan and Metal and is wrong on the CPU once loops use exp/min/clamp.
 
 We compile every kernel the renderers run under ti.ad.Tape (soft fast path, soft

@@ -1,6 +1,6 @@
 """Sanity tests of the NumPy reference itself (tests/reference.py): numpy only, fast.
 
-These pin the reference to the SPEC text with hand-checkable cases, so that when the
+These pin the reference to the formulas of docs/math.md with hand-checkable cases, so that when the
 library and the reference disagree we know which one to believe.
 """
 import numpy as np

@@ -1,4 +1,4 @@
-"""The Taichi renderer (float32, CPU) against the float64 NumPy reference of SPEC §2.
+"""The Taichi renderer (float32, CPU) against the float64 NumPy reference of docs/math.md.
 
 Tolerances (what is honest for float32 against float64):
 
@@ -130,7 +130,7 @@ NONDEFAULT = dict(eps=1e-2, near=2.0, far=3.5, dist_eps=1e-3, background=(0.2, 0
 @pytest.mark.parametrize("name", ["ico2", "overlap", "cube"])
 def test_soft_nondefault_parameters(name):
     """eps, near/far (so that some faces are skipped for colour), dist_eps, background,
-    lighting and viewing angle all reach the pixels the way SPEC §2 says."""
+    lighting and viewing angle all reach the pixels the way docs/math.md says."""
     v, f, c = MESHES[name]
     el, az, size, sigma, gamma = 20.0, -35.0, 32, 1e-3, 1e-2
     eye, R = _ref_camera(el, az, 2.9)
@@ -196,7 +196,7 @@ def test_camera_matches_reference(view):
 @pytest.mark.parametrize("renderer", ["soft", "hard"])
 def test_pole_view_orientation(el, renderer):
     """At el = ±90° the camera is the limit from just below the pole at the same
-    azimuth (SPEC §2): at az = 0 world +x is on the image's right and the image's up
+    azimuth (docs/math.md): at az = 0 world +x is on the image's right and the image's up
     points away from the +z side, i.e. towards -z at el = 90 (towards +z at el = -90).
     (float32 gives cos(radians(90)) = -4.4e-8 < 0: a sign test on it flips the image.)"""
     up_world = -1.0 if el > 0 else 1.0

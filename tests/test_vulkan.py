@@ -3,7 +3,7 @@
 On a CPU-only machine Vulkan is lavapipe (mesa's software driver), which is slow:
 the inputs are small (16-24 px, < 100 faces). The module is skipped, with the reason
 printed, when ``sr.init("vulkan")`` raises or does not give Vulkan. Both sides are
-float32 (f64 transcendentals do not compile on Vulkan, SPEC §4).
+float32 (f64 transcendentals do not compile on Vulkan, docs/architecture.md, "Rules every kernel follows").
 
 Everything is computed once in a module fixture (CPU first, then Vulkan) and the
 backend is put back to CPU at the end so the other test modules are unaffected.
