@@ -13,9 +13,9 @@ from .camera import Camera  # noqa: E402
 from .mesh import Mesh  # noqa: E402
 from .obj import load_obj, save_obj  # noqa: E402
 from .primitives import TARGETS, cube, icosphere, torus  # noqa: E402
-from .renderer import HardRenderer, SoftRenderer  # noqa: E402
+from .renderer import HardRenderer, SilhouetteRenderer, SoftRenderer  # noqa: E402
 from .scene import Scene  # noqa: E402
 
 __version__ = "0.1.0"
 __all__ = ["init", "Camera", "Mesh", "load_obj", "save_obj", "TARGETS", "cube", "icosphere",
-           "torus", "SoftRenderer", "HardRenderer", "Scene"]
+           "torus", "SoftRenderer", "SilhouetteRenderer", "HardRenderer", "Scene"]

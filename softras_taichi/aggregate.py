@@ -19,62 +19,63 @@ from .probability import (clip_barycentric, depth, face_at_pixel, log1m_sigmoid,
 
 
 @ti.kernel
-def shift(proj: ti.template(), faces: ti.template(), tile_offset: ti.template(),
-          tile_count: ti.template(), tile_faces: ti.template(), zmax: ti.template(),
+def shift(proj: ti.template(), faces: ti.template(), tile_offset: ti.types.ndarray(),
+          tile_count: ti.types.ndarray(), tile_faces: ti.types.ndarray(), zmax: ti.template(),
           wsum: ti.template(), csum: ti.template(), logsum: ti.template(),
-          thr: float, eps: float, near: float, far: float, N: ti.i32, S: ti.i32, T: ti.i32):
-    """zmax = max(ε, max_j ẑ_j) over the faces that reach the pixel; zero the sums."""
+          thr: float, eps: float, near: float, far: float, N: ti.i32, S: ti.i32, T: ti.i32, V: ti.i32):
+    """zmax = max(ε, max_j ẑ_j) over the faces that reach the pixel; zero the sums.
+    (Per-pixel arrays are flat: pixel (n, y, x) is entry (n·S + y)·S + x.)"""
     for n, y, x in ti.ndrange(N, S, S):
         p = pixel_centre(x, y, S)
+        i = (n * S + y) * S + x
         start, count = tile_range(tile_offset, tile_count, n, y, x, S, T)
         m = eps
         for k in range(count):
-            _, a, b, c, w, inside, d2 = face_at_pixel(proj, faces, n, tile_faces[start + k], p)
+            _, a, b, c, w, inside, d2 = face_at_pixel(proj, faces, n, tile_faces[start + k], p, V)
             if inside | (d2 < thr):
                 z = depth(clip_barycentric(w), a, b, c)
                 if (z >= near) & (z <= far):
                     m = ti.max(m, (far - z) / (far - near))
-        zmax[n, y, x] = m
-        wsum[n, y, x] = 0.0
-        csum[n, y, x] = ti.Vector([0.0, 0.0, 0.0])
-        logsum[n, y, x] = 0.0
+        zmax[i] = m
+        wsum[i] = 0.0
+        csum[i] = ti.Vector([0.0, 0.0, 0.0])
+        logsum[i] = 0.0
 
 
 @ti.kernel
 def accumulate(proj: ti.template(), faces: ti.template(), colors: ti.template(),
-               light: ti.template(), tile_offset: ti.template(), tile_count: ti.template(),
-               tile_faces: ti.template(), zmax: ti.template(), wsum: ti.template(),
+               light: ti.template(), tile_offset: ti.types.ndarray(), tile_count: ti.types.ndarray(),
+               tile_faces: ti.types.ndarray(), zmax: ti.template(), wsum: ti.template(),
                csum: ti.template(), logsum: ti.template(), sigma: float, gamma: float,
-               thr: float, near: float, far: float, N: ti.i32, S: ti.i32, T: ti.i32):
+               thr: float, near: float, far: float, N: ti.i32, S: ti.i32, T: ti.i32, V: ti.i32):
     """logsum += log(1 − D_j);  wsum += D_j e_j;  csum += D_j e_j C_j."""
     for n, y, x in ti.ndrange(N, S, S):
         p = pixel_centre(x, y, S)
+        i = (n * S + y) * S + x
         start, count = tile_range(tile_offset, tile_count, n, y, x, S, T)
-        m = zmax[n, y, x]
+        m = zmax[i]
         for k in range(count):
             j = tile_faces[start + k]
-            f, a, b, c, w, inside, d2 = face_at_pixel(proj, faces, n, j, p)
+            f, a, b, c, w, inside, d2 = face_at_pixel(proj, faces, n, j, p, V)
             if inside | (d2 < thr):
                 s = logit(d2, inside, sigma)
-                logsum[n, y, x] += log1m_sigmoid(s)
+                logsum[i] += log1m_sigmoid(s)
                 wc = clip_barycentric(w)
                 z = depth(wc, a, b, c)
                 if (z >= near) & (z <= far):
                     e = sigmoid(s) * ti.exp(((far - z) / (far - near) - m) / gamma)
-                    wsum[n, y, x] += e
-                    csum[n, y, x] += e * light[j] * (wc[0] * colors[f[0]] + wc[1] * colors[f[1]]
+                    wsum[i] += e
+                    csum[i] += e * light[j] * (wc[0] * colors[f[0]] + wc[1] * colors[f[1]]
                                                      + wc[2] * colors[f[2]])
 
 
 @ti.kernel
 def resolve(zmax: ti.template(), wsum: ti.template(), csum: ti.template(),
             logsum: ti.template(), image: ti.template(), gamma: float, eps: float,
-            br: float, bg: float, bb: float, N: ti.i32, S: ti.i32):
+            br: float, bg: float, bb: float, P: ti.i32):
     """RGB = (csum + e_b C_b) / (wsum + e_b);  A = 1 − exp(logsum)."""
-    for n, y, x in ti.ndrange(N, S, S):
-        eb = ti.exp((eps - zmax[n, y, x]) / gamma)
-        inv = 1.0 / (wsum[n, y, x] + eb)
-        image[n, y, x, 0] = (csum[n, y, x][0] + eb * br) * inv
-        image[n, y, x, 1] = (csum[n, y, x][1] + eb * bg) * inv
-        image[n, y, x, 2] = (csum[n, y, x][2] + eb * bb) * inv
-        image[n, y, x, 3] = 1.0 - ti.exp(logsum[n, y, x])
+    for i in range(P):
+        eb = ti.exp((eps - zmax[i]) / gamma)
+        inv = 1.0 / (wsum[i] + eb)
+        image[i] = ti.Vector([(csum[i][0] + eb * br) * inv, (csum[i][1] + eb * bg) * inv,
+                              (csum[i][2] + eb * bb) * inv, 1.0 - ti.exp(logsum[i])])

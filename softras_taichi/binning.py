@@ -30,12 +30,18 @@ def pixel_span(lo, hi, S):
 
 
 @ti.func
-def face_rect(proj, faces, n, j, radius, S):
+def corners(proj, faces, n, j, V):
+    """Face j's vertex ids and projected corners (x_ndc, y_ndc, z') in view n."""
+    f = faces[j]
+    return f, proj[n * V + f[0]], proj[n * V + f[1]], proj[n * V + f[2]]
+
+
+@ti.func
+def face_rect(proj, faces, n, j, radius, S, V):
     """Pixel rectangle (c0, r0, c1, r1) reached by face j in view n; c0 > c1 when none.
 
     A face with a vertex at or behind the camera plane (z' ≤ Z_MIN) is not drawn."""
-    f = faces[j]
-    a, b, c = proj[n, f[0]], proj[n, f[1]], proj[n, f[2]]
+    _, a, b, c = corners(proj, faces, n, j, V)
     r = ti.Vector([1, 1, 0, 0])
     if ti.min(a[2], b[2], c[2]) > Z_MIN:
         c0, c1 = pixel_span(ti.min(a[0], b[0], c[0]) - radius, ti.max(a[0], b[0], c[0]) + radius, S)
@@ -47,7 +53,7 @@ def face_rect(proj, faces, n, j, radius, S):
 
 
 @ti.func
-def tile_range(bins_offset, bins_count, n, y, x, S, T):
+def tile_range(bins_offset: ti.template(), bins_count: ti.template(), n, y, x, S, T):
     """(start, length) of the face list of the tile holding pixel (row y, column x) of view n."""
     TX = (S + T - 1) // T
     t = (n * TX + y // T) * TX + x // T
@@ -61,11 +67,11 @@ def in_rect(x, y, r):
 
 
 @ti.kernel
-def measure(proj: ti.template(), faces: ti.template(), rect: ti.template(), extent_sum: ti.template(),
-            drawn: ti.template(), radius: float, S: ti.i32, N: ti.i32, F: ti.i32):
+def measure(proj: ti.template(), faces: ti.template(), rect: ti.types.ndarray(), extent_sum: ti.template(),
+            drawn: ti.template(), radius: float, S: ti.i32, N: ti.i32, F: ti.i32, V: ti.i32):
     """rect[n, j] = face_rect;  Σ extent (pixels) and the number of faces drawn."""
     for n, j in ti.ndrange(N, F):
-        r = face_rect(proj, faces, n, j, radius, S)
+        r = face_rect(proj, faces, n, j, radius, S, V)
         rect[n, j] = r
         # unconditional sums into 0-D fields: Taichi keeps them per thread (one atomic each)
         visible = r[0] <= r[2]
@@ -74,15 +80,36 @@ def measure(proj: ti.template(), faces: ti.template(), rect: ti.template(), exte
 
 
 @ti.kernel
-def tiles_per_face(rect: ti.template(), ntiles: ti.template(), T: ti.i32, N: ti.i32, F: ti.i32):
+def read_sums(extent_sum: ti.template(), drawn: ti.template(), out: ti.types.ndarray()):
+    for _ in range(1):
+        out[0], out[1] = extent_sum[None], drawn[None]
+        extent_sum[None], drawn[None] = 0, 0  # ready for the next measure
+
+
+@ti.kernel
+def tiles_per_face(rect: ti.types.ndarray(), ntiles: ti.types.ndarray(), T: ti.i32, N: ti.i32, F: ti.i32):
     for n, j in ti.ndrange(N, F):
         r = rect[n, j]
         ntiles[n * F + j] = ti.select(r[0] <= r[2], (r[2] // T - r[0] // T + 1) * (r[3] // T - r[1] // T + 1), 0)
 
 
 @ti.kernel
-def expand(rect: ti.template(), face_start: ti.template(), entry_tile: ti.template(),
-           entry_face: ti.template(), T: ti.i32, TX: ti.i32, N: ti.i32, F: ti.i32):
+def exclusive_scan(count: ti.types.ndarray(), start: ti.types.ndarray(), n: ti.i32, total: ti.types.ndarray()):
+    """start[i] = Σ_{k<i} count[k], start[n] = total[0] = the sum of all (one thread: on the
+    CPU this is cheaper than a round trip to NumPy)."""
+    ti.loop_config(serialize=True)
+    for i in range(n + 1):
+        s = 0
+        if i > 0:
+            s = start[i - 1] + count[i - 1]
+        start[i] = s
+        if i == n:
+            total[0] = s
+
+
+@ti.kernel
+def expand(rect: ti.types.ndarray(), face_start: ti.types.ndarray(), entry_tile: ti.types.ndarray(),
+           entry_face: ti.types.ndarray(), T: ti.i32, TX: ti.i32, N: ti.i32, F: ti.i32):
     """Entries face_start[i] … face_start[i + 1] − 1 are the tiles of face i (plain stores only)."""
     for n, j in ti.ndrange(N, F):
         e = face_start[n * F + j]
@@ -96,23 +123,25 @@ def expand(rect: ti.template(), face_start: ti.template(), entry_tile: ti.templa
 
 
 @ti.kernel
-def count(entry_tile: ti.template(), tile_count: ti.template(), entry_rank: ti.template(), E: ti.i32):
+def count(entry_tile: ti.types.ndarray(), tile_count: ti.types.ndarray(), entry_rank: ti.types.ndarray(),
+          E: ti.i32):
     """tile_count[t] = entries of tile t; entry_rank[e] = the place of entry e among them."""
     for e in range(E):
         entry_rank[e] = ti.atomic_add(tile_count[entry_tile[e]], 1)
 
 
 @ti.kernel
-def fill(entry_tile: ti.template(), entry_face: ti.template(), entry_rank: ti.template(),
-         tile_offset: ti.template(), tile_faces: ti.template(), E: ti.i32):
+def fill(entry_tile: ti.types.ndarray(), entry_face: ti.types.ndarray(), entry_rank: ti.types.ndarray(),
+         tile_offset: ti.types.ndarray(), tile_faces: ti.types.ndarray(), E: ti.i32):
     for e in range(E):
         tile_faces[tile_offset[entry_tile[e]] + entry_rank[e]] = entry_face[e]
 
 
 @ti.kernel
-def count_pairs(proj: ti.template(), faces: ti.template(), rect: ti.template(),
-                tile_offset: ti.template(), tile_count: ti.template(), tile_faces: ti.template(),
-                counts: ti.template(), thr: float, N: ti.i32, S: ti.i32, T: ti.i32):
+def count_pairs(proj: ti.template(), faces: ti.template(), rect: ti.types.ndarray(),
+                tile_offset: ti.types.ndarray(), tile_count: ti.types.ndarray(),
+                tile_faces: ti.types.ndarray(), counts: ti.types.ndarray(), thr: float,
+                N: ti.i32, S: ti.i32, T: ti.i32, V: ti.i32):
     """counts = (pairs in the tile lists, pairs inside a face's rectangle, pairs within the
     culling radius): what the fine pass visits, tests and computes."""
     for n, y, x in ti.ndrange(N, S, S):
@@ -122,11 +151,11 @@ def count_pairs(proj: ti.template(), faces: ti.template(), rect: ti.template(),
             j = tile_faces[start + k]
             if in_rect(x, y, rect[n, j]):
                 tested += 1
-                _, _, _, _, _, inside, d2 = face_at_pixel(proj, faces, n, j, pixel_centre(x, y, S))
+                _, _, _, _, _, inside, d2 = face_at_pixel(proj, faces, n, j, pixel_centre(x, y, S), V)
                 within += ti.select(inside | (d2 < thr), 1, 0)
-        counts[0] += ti.cast(listed, ti.i64)
-        counts[1] += ti.cast(tested, ti.i64)
-        counts[2] += ti.cast(within, ti.i64)
+        ti.atomic_add(counts[0], ti.cast(listed, ti.i64))
+        ti.atomic_add(counts[1], ti.cast(tested, ti.i64))
+        ti.atomic_add(counts[2], ti.cast(within, ti.i64))
 
 
 def auto_tile(mean_extent):
@@ -141,72 +170,60 @@ def auto_tile(mean_extent):
 
 
 class Bins:
-    """Per-view tile lists: the faces of tile t are
+    """Per-view tile lists (ndarrays of the workspace): the faces of tile t are
     tile_faces[tile_offset[t] : tile_offset[t] + tile_count[t]], t = (n·TX + ty)·TX + tx."""
 
     # Above this many (tile, face) entries we double the tile side, up to one tile
     # per view, whose lists hold each face once: memory stays O(views × faces).
     MAX_ENTRIES = 1 << 25
 
-    def __init__(self, N, F, S, tile="auto"):
-        self.N, self.F, self.S, self.tile = N, F, S, tile
-        self.rect = ti.Vector.field(4, ti.i32, shape=(N, F))
-        self.extent_sum, self.drawn = ti.field(ti.i32, shape=()), ti.field(ti.i32, shape=())
-        self.ntiles = ti.field(ti.i32, shape=N * F)
-        self.face_start = ti.field(ti.i32, shape=N * F + 1)
-        smallest = 1 if tile == "auto" else min(tile, S)
-        self.tile_count = ti.field(ti.i32, shape=N * (-(-S // smallest)) ** 2)
-        self.tile_offset = ti.field(ti.i32, shape=self.tile_count.shape[0])
-        self._alloc_entries(max(2 * N * F, 1024))
-        self.T, self.TX, self.entries = S, 1, 0
+    def __init__(self, ws):
+        self.ws = ws
+        self.N = self.F = self.S = 0
+        self.T, self.TX, self.entries = 1, 1, 0
 
-    def _alloc_entries(self, capacity):
-        self.entry_tile = ti.field(ti.i32, shape=capacity)
-        self.entry_rank = ti.field(ti.i32, shape=capacity)
-        self.entry_face = ti.field(ti.i32, shape=capacity)
-        self.tile_faces = ti.field(ti.i32, shape=capacity)
-
-    def build(self, proj, faces, radius):
-        ti.ad.no_grad(self._build)(proj, faces, radius)
-
-    def _build(self, proj, faces, radius):
-        N, F, S = self.N, self.F, self.S
-        self.extent_sum[None], self.drawn[None] = 0, 0
-        measure(proj, faces, self.rect, self.extent_sum, self.drawn, radius, S, N, F)
-        extent_sum, drawn = self.extent_sum[None], self.drawn[None]
-        T = min(self.tile if self.tile != "auto" else auto_tile(extent_sum / max(drawn, 1)), S)
+    def build(self, proj, faces, radius, N, F, S, V, tile="auto"):
+        ws = self.ws
+        self.N, self.F, self.S, self.V = N, F, S, V
+        self.rect = ws.ndarray("rect", ti.types.vector(4, ti.i32), (N, F))
+        measure(proj, faces, self.rect, ws.extent_sum, ws.drawn, radius, S, N, F, V)
+        sums = np.zeros(2, dtype=np.int32)
+        read_sums(ws.extent_sum, ws.drawn, sums)
+        T = min(tile if tile != "auto" else auto_tile(sums[0] / max(sums[1], 1)), S)
+        ntiles = ws.ndarray("ntiles", ti.i32, (N * F,))
+        self.face_start = ws.ndarray("face_start", ti.i32, (N * F + 1,))
+        total = np.zeros(1, dtype=np.int32)
         while True:
-            tiles_per_face(self.rect, self.ntiles, T, N, F)
-            ntiles = self.ntiles.to_numpy()
-            E = int(ntiles.sum(dtype=np.int64))
+            tiles_per_face(self.rect, ntiles, T, N, F)
+            exclusive_scan(ntiles, self.face_start, N * F, total)
+            E = int(total[0])
             if E <= self.MAX_ENTRIES or T >= S:
                 break
             T = min(2 * T, S)
         TX = -(-S // T)
         self.T, self.TX, self.entries = T, TX, E
-        face_start = np.zeros(N * F + 1, dtype=np.int32)
-        np.cumsum(ntiles, out=face_start[1:])
-        self.face_start.from_numpy(face_start)
-        if E > self.tile_faces.shape[0]:
-            self._alloc_entries(int(E * 1.5))
-        expand(self.rect, self.face_start, self.entry_tile, self.entry_face, T, TX, N, F)
+        entry_tile, entry_rank, entry_face, self.tile_faces = ws.entries(E)
+        expand(self.rect, self.face_start, entry_tile, entry_face, T, TX, N, F)
+        self.tile_count = ws.ndarray("tile_count", ti.i32, (N * TX * TX,))
+        self.tile_offset = ws.ndarray("tile_offset", ti.i32, (N * TX * TX + 1,))
         self.tile_count.fill(0)
-        count(self.entry_tile, self.tile_count, self.entry_rank, E)
-        counts = self.tile_count.to_numpy()[: N * TX * TX]
-        offsets = np.zeros(self.tile_count.shape[0], dtype=np.int32)
-        np.cumsum(counts[:-1], out=offsets[1: len(counts)])
-        self.tile_offset.from_numpy(offsets)
-        fill(self.entry_tile, self.entry_face, self.entry_rank, self.tile_offset, self.tile_faces, E)
+        count(entry_tile, self.tile_count, entry_rank, E)
+        exclusive_scan(self.tile_count, self.tile_offset, N * TX * TX, total)
+        fill(entry_tile, entry_face, entry_rank, self.tile_offset, self.tile_faces, E)
+
+    def lists(self):
+        """(tile_offset, tile_count, tile_faces): what every fine pass reads."""
+        return self.tile_offset, self.tile_count, self.tile_faces
 
     def stats(self, proj=None, faces=None, thr=None):
         """Tile side and list sizes; with the projected mesh and the culling d² also the
         (pixel, face) pairs: listed (visited), in_rect (tested), within (computed)."""
-        counts = self.tile_count.to_numpy()[: self.N * self.TX * self.TX]
+        counts = self.tile_count.to_numpy()
         out = {"tile": self.T, "entries": self.entries, "max_per_tile": int(counts.max(initial=0)),
                "mean_per_tile": float(counts.mean()) if counts.size else 0.0}
         if proj is not None:
-            pairs = ti.field(ti.i64, shape=3)
+            pairs = np.zeros(3, dtype=np.int64)
             count_pairs(proj, faces, self.rect, self.tile_offset, self.tile_count, self.tile_faces,
-                        pairs, thr, self.N, self.S, self.T)
-            out.update(zip(("listed", "in_rect", "within"), (int(v) for v in pairs.to_numpy())))
+                        pairs, thr, self.N, self.S, self.T, self.V)
+            out.update(zip(("listed", "in_rect", "within"), (int(v) for v in pairs)))
         return out

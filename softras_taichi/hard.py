@@ -11,23 +11,22 @@ the point lecture 01 makes.
 """
 import taichi as ti
 
-from .binning import tile_range
+from .binning import corners, tile_range
 from .probability import barycentric, clip_barycentric, depth, is_inside, pixel_centre
 
 
 @ti.kernel
-def zbuffer(proj: ti.template(), faces: ti.template(), tile_offset: ti.template(),
-            tile_count: ti.template(), tile_faces: ti.template(), nearest: ti.template(),
+def zbuffer(proj: ti.template(), faces: ti.template(), tile_offset: ti.types.ndarray(),
+            tile_count: ti.types.ndarray(), tile_faces: ti.types.ndarray(), nearest: ti.template(),
             coverage: ti.template(), eps: float, near: float, far: float,
-            N: ti.i32, S: ti.i32, T: ti.i32):
+            N: ti.i32, S: ti.i32, T: ti.i32, V: ti.i32):
     for n, y, x in ti.ndrange(N, S, S):
         p = pixel_centre(x, y, S)
         start, count = tile_range(tile_offset, tile_count, n, y, x, S, T)
         best, best_z, covered = -1, eps, 0
         for k in range(count):
             j = tile_faces[start + k]
-            f = faces[j]
-            a, b, c = proj[n, f[0]], proj[n, f[1]], proj[n, f[2]]
+            _, a, b, c = corners(proj, faces, n, j, V)
             w = barycentric(p, a.xy, b.xy, c.xy)
             if is_inside(w):
                 covered = 1
@@ -36,22 +35,20 @@ def zbuffer(proj: ti.template(), faces: ti.template(), tile_offset: ti.template(
                 # ties go to the lower face index, so the result is deterministic
                 if (z >= near) & (z <= far) & ((zn > best_z) | ((zn == best_z) & (j < best))):
                     best, best_z = j, zn
-        nearest[n, y, x] = best
-        coverage[n, y, x] = covered
+        nearest[(n * S + y) * S + x] = best
+        coverage[(n * S + y) * S + x] = covered
 
 
 @ti.kernel
 def shade(proj: ti.template(), faces: ti.template(), colors: ti.template(), light: ti.template(),
           nearest: ti.template(), coverage: ti.template(), image: ti.template(),
-          br: float, bg: float, bb: float, N: ti.i32, S: ti.i32):
+          br: float, bg: float, bb: float, N: ti.i32, S: ti.i32, V: ti.i32):
     for n, y, x in ti.ndrange(N, S, S):
-        j = nearest[n, y, x]
+        i = (n * S + y) * S + x
+        j = nearest[i]
         rgb = ti.Vector([br, bg, bb])
         if j >= 0:
-            f = faces[j]
-            a, b, c = proj[n, f[0]], proj[n, f[1]], proj[n, f[2]]
+            f, a, b, c = corners(proj, faces, n, j, V)
             wc = clip_barycentric(barycentric(pixel_centre(x, y, S), a.xy, b.xy, c.xy))
             rgb = light[j] * (wc[0] * colors[f[0]] + wc[1] * colors[f[1]] + wc[2] * colors[f[2]])
-        for ch in ti.static(range(3)):
-            image[n, y, x, ch] = rgb[ch]
-        image[n, y, x, 3] = ti.cast(coverage[n, y, x], float)
+        image[i] = ti.Vector([rgb[0], rgb[1], rgb[2], ti.cast(coverage[i], float)])

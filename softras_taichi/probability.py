@@ -60,11 +60,12 @@ def is_inside(w):
 
 
 @ti.func
-def face_at_pixel(proj, faces, n, j, p):
-    """Face j's vertex ids and projected corners in view n, with pixel p's (unclamped)
-    barycentrics, inside flag and squared edge distance: the start of every soft pass."""
+def face_at_pixel(proj, faces, n, j, p, V):
+    """Face j's vertex ids and projected corners in view n (proj[n·V + i], V vertices), with
+    pixel p's (unclamped) barycentrics, inside flag and squared edge distance: the start of
+    every soft pass."""
     f = faces[j]
-    a, b, c = proj[n, f[0]], proj[n, f[1]], proj[n, f[2]]
+    a, b, c = proj[n * V + f[0]], proj[n * V + f[1]], proj[n * V + f[2]]
     w = barycentric(p, a.xy, b.xy, c.xy)
     return f, a, b, c, w, is_inside(w), edge_d2(p, a.xy, b.xy, c.xy)
 

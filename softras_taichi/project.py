@@ -43,10 +43,10 @@ def pose(vertices: ti.template(), rotation: ti.template(), translation: ti.templ
 @ti.kernel
 def project(world: ti.template(), camera: ti.template(), tan_half: ti.template(),
             proj: ti.template(), N: ti.i32, V: ti.i32):
-    """proj[n, i] = (x'/(z' tan θ_n), y'/(z' tan θ_n), z') for camera n."""
+    """proj[n·V + i] = (x'/(z' tan θ_n), y'/(z' tan θ_n), z') for camera n."""
     for n, i in ti.ndrange(N, V):
         eye, r, u, f = look_at_rows(camera[n])
         q = world[i] - eye
         z = f.dot(q)
         s = 1.0 / (ti.max(z, Z_MIN) * tan_half[n])
-        proj[n, i] = ti.Vector([r.dot(q) * s, u.dot(q) * s, z])
+        proj[n * V + i] = ti.Vector([r.dot(q) * s, u.dot(q) * s, z])

@@ -1,21 +1,24 @@
-"""The NumPy-facing renderers (the README's public API): SoftRenderer and HardRenderer.
+"""The NumPy-facing renderers (the README's public API): SoftRenderer, SilhouetteRenderer
+and HardRenderer.
 
-Each call reuses a cached Scene of the right size (Taichi fields are never freed,
-so allocating per call would leak), uploads the mesh and cameras, and runs the
-pipeline.  `scene(mesh, cameras)` hands out a private Scene for ti.ad.Tape.
+Each call uploads the mesh and cameras into a shared Workspace and runs the pipeline
+there (kernels compiled once for every size: docs/architecture.md, "Compile once"),
+then runs it backwards for the gradients without a ti.ad.Tape.  A gradient call with
+exactly the inputs of the render just before it reuses that render's forward pass.
+`scene(mesh, cameras)` hands out a Scene with its own fields for ti.ad.Tape.
 """
 import math
 import numbers
 
 import numpy as np
-import taichi as ti
 
-from . import backend
+from . import backend, pipeline, workspace
+from .binning import Bins
 from .camera import as_camera
 from .mesh import Mesh
 from .scene import Scene
 
-_scenes = {}
+_NUMPY_API = object()  # the owner of a workspace the NumPy API rendered in
 
 
 def _number(name, value, positive=False):
@@ -39,15 +42,10 @@ def _triple(name, value):
     return t
 
 
-@ti.kernel
-def _weighted_sum(image: ti.template(), weights: ti.template(), loss: ti.template()):
-    for I in ti.grouped(image):
-        loss[None] += weights[I] * image[I]
-
-
 class _Renderer:
     soft = True
     autodiff = False
+    alpha_only = False
 
     def __init__(self, image_size=64, near=1.0, far=100.0, eps=1e-3, background=(0, 0, 0),
                  ambient=0.5, directional=0.5, light_direction=(0, 1, 0), tile="auto"):
@@ -72,66 +70,65 @@ class _Renderer:
             raise ValueError(f"tile must be 'auto' or a positive int (pixels per tile side), got {tile!r}")
         self.tile = tile if tile == "auto" else int(tile)
 
-    # --- scenes --------------------------------------------------------------
+    # --- scenes ---------------------------------------------------------------
     def scene(self, mesh, cameras):
         """A fresh Scene (Taichi fields) for use under ti.ad.Tape."""
-        return Scene(self, mesh, cameras, tile=self.tile)
+        return Scene(self, mesh, cameras)
 
-    def _cached_scene(self, mesh, cameras):
+    def _settings(self):
+        return tuple(sorted((k, v) for k, v in vars(self).items() if not k.startswith("_")))
+
+    def _run(self, mesh, cameras, grad_image=None):
+        """Render (and, given grad_image, differentiate) in a workspace; returns (ws, request)."""
         if not isinstance(mesh, Mesh):
             raise TypeError(f"mesh must be an sr.Mesh, got {type(mesh).__name__}; "
                             "build one with sr.Mesh(vertices, faces) or sr.load_obj(path)")
-        backend.ensure_init()
         cam, batched = as_camera(cameras)
-        key = (backend.generation(), self.soft, self.autodiff, mesh.num_vertices, mesh.num_faces, len(cam),
-               self.image_size, self.tile)
-        if key[0] != next(iter(_scenes), key)[0]:
-            _scenes.clear()  # fields of an older ti.init are gone
-        scene = _scenes.get(key)
-        if scene is None:
-            scene = _scenes[key] = Scene(self, mesh, cam, tile=self.tile)
-        else:
-            scene.renderer = self
-            scene.faces.from_numpy(mesh.faces.astype(np.int32))
-            scene.set_vertices(mesh.vertices)
-            scene.set_colors(mesh.colors)
-            scene.set_pose(np.zeros(3), np.zeros(3))
-            scene.set_camera(cam)
-        scene.batched = batched
-        return scene
+        V, F, N, S = mesh.num_vertices, mesh.num_faces, len(cam), self.image_size
+        ws = workspace.acquire(_NUMPY_API)
+        request = (type(self), self._settings(), Bins.MAX_ENTRIES, mesh.vertices, mesh.faces, mesh.colors,
+                   cam.params, cam.viewing_angle)
+        if not (ws.owner is _NUMPY_API and _same(ws.request, request)):
+            ws.ensure(V, F, N, S, sums=self.soft and self.autodiff)
+            ws.owner, ws.request = _NUMPY_API, None
+            ws.load(vertices=mesh.vertices, colors=mesh.colors, faces=mesh.faces, pose=np.zeros(6), cameras=cam)
+            pipeline.forward(ws, self, V, F, N, S)
+            ws.request = tuple(np.array(a, copy=True) if isinstance(a, np.ndarray) else a for a in request)
+        ws.sizes, ws.batched = (V, F, N, S), batched
+        return ws
 
     # --- the NumPy API -------------------------------------------------------
     def render(self, mesh, cameras):
         """(S, S, 4) float32 RGBA for one camera; (N, S, S, 4) for a list or batch."""
-        scene = self._cached_scene(mesh, cameras)
-        scene.render()
-        return scene.image_numpy()
+        ws = self._run(mesh, cameras)
+        _, _, N, S = ws.sizes
+        img = ws.image_numpy(N, S, alpha=self.alpha_only)
+        return img if ws.batched else img[0]
 
     def grads(self, mesh, cameras, grad_image):
         """Gradients of sum(grad_image * render(mesh, cameras)) with respect to
         vertices (V,3), colors (V,3), pose rotation (3,), translation (3,) and
-        camera (N,3) = d/d(distance, elevation°, azimuth°)."""
-        scene = self._cached_scene(mesh, cameras)
-        shape = (scene.N, scene.S, scene.S, 4)
+        camera (N,3) = d/d(distance, elevation°, azimuth°); "image" is the render itself."""
         g = np.asarray(grad_image)
         if g.dtype == object or not np.issubdtype(g.dtype, np.number):
             raise TypeError(f"grad_image must be a numeric array, got dtype {g.dtype}")
-        expected = shape if scene.batched else shape[1:]
+        cam, batched = as_camera(cameras)
+        S = self.image_size
+        shape = (len(cam), S, S) if self.alpha_only else (len(cam), S, S, 4)
+        expected = shape if batched else shape[1:]
         if g.shape != expected:
             raise ValueError(f"grad_image must have the shape of the rendered image {expected}, got {g.shape}")
         if not np.all(np.isfinite(g)):
             raise ValueError("grad_image contains NaN or inf values")
-        if not hasattr(scene, "loss"):
-            scene.loss = ti.field(float, shape=(), needs_grad=True)
-            scene.weights = ti.field(float, shape=shape)
-        scene.weights.from_numpy(g.reshape(shape).astype(scene.image_numpy_dtype()))
-        scene.clear_grads()  # only this scene's: Tape's default clears every field ever made
-        with ti.ad.Tape(scene.loss, clear_gradients=False):
-            scene.render()
-            _weighted_sum(scene.image, scene.weights, scene.loss)
-        return {"vertices": scene.vertices.grad.to_numpy(), "colors": scene.colors.grad.to_numpy(),
-                "rotation": scene.rotation.grad.to_numpy(), "translation": scene.translation.grad.to_numpy(),
-                "camera": scene.camera.grad.to_numpy()}
+        ws = self._run(mesh, cam if batched else cam[0])
+        V, F, N, S = ws.sizes
+        ws.clear_grads(V, F, N, S)
+        ws.set_image_grad(g, N, S, alpha=self.alpha_only)
+        ws.backward()
+        out = ws.grads_numpy(V, N)
+        img = ws.image_numpy(N, S, alpha=self.alpha_only)
+        out["image"] = img if batched else img[0]
+        return out
 
     def vertex_grad(self, mesh, cameras, grad_image):
         """(V, 3): d/dvertices of sum(grad_image * render(mesh, cameras))."""
@@ -140,6 +137,18 @@ class _Renderer:
     def color_grad(self, mesh, cameras, grad_image):
         """(V, 3): d/dcolors of sum(grad_image * render(mesh, cameras))."""
         return self.grads(mesh, cameras, grad_image)["colors"]
+
+    def pair_stats(self, mesh, cameras):
+        """Render, then the binning statistics (tile side, list sizes) and the (pixel, face)
+        pairs the fine pass visited (`listed`), tested (`in_rect`) and computed (`within`)."""
+        ws = self._run(mesh, cameras)
+        return ws.bins.stats(ws.proj, ws.faces, self.cull_d2)
+
+
+def _same(a, b):
+    if a is None or len(a) != len(b):
+        return False
+    return all(np.array_equal(x, y) if isinstance(x, np.ndarray) else x == y for x, y in zip(a, b))
 
 
 class SoftRenderer(_Renderer):
@@ -167,6 +176,22 @@ class SoftRenderer(_Renderer):
     def __repr__(self):
         return (f"SoftRenderer(image_size={self.image_size}, sigma={self.sigma:g}, gamma={self.gamma:g}, "
                 f"eps={self.eps:g}, dist_eps={self.dist_eps:g})")
+
+
+class SilhouetteRenderer(SoftRenderer):
+    """SoftRenderer's silhouette A = 1 − Π(1 − D_j) alone: what fitting silhouettes needs.
+
+    Same constructor and methods; `render` gives (S, S) or (N, S, S) float32 alpha,
+    `grads`/`vertex_grad` take a gradient image of that shape, and `scene(...).image`
+    is an (N, S, S) field.  No depth softmax, colour or lighting is computed, and a
+    pixel stops visiting faces once its silhouette is 1 to rounding.  Colour-related
+    settings (gamma, eps, background, lighting) are accepted and ignored; colour
+    gradients are zero."""
+
+    alpha_only = True
+
+    def __repr__(self):
+        return f"SilhouetteRenderer(image_size={self.image_size}, sigma={self.sigma:g}, dist_eps={self.dist_eps:g})"
 
 
 class HardRenderer(_Renderer):

@@ -34,17 +34,14 @@ import math
 
 import taichi as ti
 
-from .binning import in_rect, tile_range
+from .binning import corners, in_rect, tile_range
 from .probability import (LOGIT_CLAMP, clamped_det, clip_barycentric, cross2, is_inside, logit,
                           pixel_centre)
 
 
-def face_setup_field(N, F):
-    """(N, F) per-(view, face) constants for the pixel loops (built at call time, so that
-    `float` is the precision sr.init chose)."""
-    vec2, vec3 = ti.types.vector(2, float), ti.types.vector(3, float)
-    return ti.types.struct(a=vec2, b=vec2, c=vec2, inv_det=float, inv_len2=vec3, inv_z=vec3,
-                           rect=ti.types.vector(4, ti.i32)).field(shape=(N, F))
+# The per-(view, face) set-up record: corners a, b, c (2-D), 1/det, 1/|edge|² (ab, bc, ca),
+# 1/z' of the corners.  An ndarray of 13 floats per (view, face), so it compiles once.
+SETUP = 13
 
 
 def cutoffs(gamma, dist_eps, precision):
@@ -71,36 +68,42 @@ def segment(p, a, e, inv_len2):
 
 
 @ti.func
-def barycentric(p, g):
-    return ti.Vector([cross2(g.b - p, g.c - p), cross2(g.c - p, g.a - p), cross2(g.a - p, g.b - p)]) * g.inv_det
+def unpack(g):
+    """The set-up record as (a, b, c, inv_det, inv_len2, inv_z)."""
+    return (ti.Vector([g[0], g[1]]), ti.Vector([g[2], g[3]]), ti.Vector([g[4], g[5]]), g[6],
+            ti.Vector([g[7], g[8], g[9]]), ti.Vector([g[10], g[11], g[12]]))
 
 
 @ti.func
-def pair(p, g):
-    """Pixel centre p against set-up face g: barycentrics w, the inside flag, each edge's
+def barycentric(p, a, b, c, inv_det):
+    return ti.Vector([cross2(b - p, c - p), cross2(c - p, a - p), cross2(a - p, b - p)]) * inv_det
+
+
+@ti.func
+def pair(p, a, b, c, inv_det, inv_len2):
+    """Pixel centre p against a set-up face: barycentrics w, the inside flag, each edge's
     (d², t) for ab, bc, ca, and d² = their minimum."""
-    w = barycentric(p, g)
-    d_ab, t_ab = segment(p, g.a, g.b - g.a, g.inv_len2[0])
-    d_bc, t_bc = segment(p, g.b, g.c - g.b, g.inv_len2[1])
-    d_ca, t_ca = segment(p, g.c, g.a - g.c, g.inv_len2[2])
+    w = barycentric(p, a, b, c, inv_det)
+    d_ab, t_ab = segment(p, a, b - a, inv_len2[0])
+    d_bc, t_bc = segment(p, b, c - b, inv_len2[1])
+    d_ca, t_ca = segment(p, c, a - c, inv_len2[2])
     return (w, is_inside(w), ti.Vector([d_ab, d_bc, d_ca]), ti.Vector([t_ab, t_bc, t_ca]),
             ti.min(d_ab, d_bc, d_ca))
 
 
 @ti.func
-def pair_depth(w, g, far, inv_range):
+def pair_depth(w, inv_z, far, inv_range):
     """Clamped barycentrics w̃, the perspective-correct z and ẑ = (far − z)/(far − near)."""
     wc = clip_barycentric(w)
-    z = 1.0 / wc.dot(g.inv_z)
+    z = 1.0 / wc.dot(inv_z)
     return wc, z, (far - z) * inv_range
 
 
 @ti.kernel
-def setup(proj: ti.template(), faces: ti.template(), rect: ti.template(), face: ti.template(),
-          N: ti.i32, F: ti.i32):
+def setup(proj: ti.template(), faces: ti.template(), rect: ti.types.ndarray(), face: ti.types.ndarray(),
+          N: ti.i32, F: ti.i32, V: ti.i32):
     for n, j in ti.ndrange(N, F):
-        f = faces[j]
-        a, b, c = proj[n, f[0]], proj[n, f[1]], proj[n, f[2]]
+        _, a, b, c = corners(proj, faces, n, j, V)
         r = rect[n, j]
         inv_len2 = ti.Vector([0.0, 0.0, 0.0])
         inv_z = ti.Vector([0.0, 0.0, 0.0])
@@ -110,72 +113,83 @@ def setup(proj: ti.template(), faces: ti.template(), rect: ti.template(), face: 
             inv_len2 = 1.0 / ti.max(ti.Vector([(b - a).xy.norm_sqr(), (c - b).xy.norm_sqr(),
                                                (a - c).xy.norm_sqr()]), 1e-30)
             inv_z = 1.0 / ti.Vector([a[2], b[2], c[2]])
-        face[n, j].a, face[n, j].b, face[n, j].c = a.xy, b.xy, c.xy
-        face[n, j].inv_det, face[n, j].inv_len2, face[n, j].inv_z = inv_det, inv_len2, inv_z
-        face[n, j].rect = r
+        face[n, j] = ti.Vector([a[0], a[1], b[0], b[1], c[0], c[1], inv_det, inv_len2[0], inv_len2[1],
+                                inv_len2[2], inv_z[0], inv_z[1], inv_z[2]])
 
 
 @ti.kernel
-def forward(face: ti.template(), faces: ti.template(), colors: ti.template(), light: ti.template(),
-            tile_offset: ti.template(), tile_count: ti.template(), tile_faces: ti.template(),
-            zmax: ti.template(), den: ti.template(), uncovered: ti.template(), image: ti.template(),
-            sigma: float, gamma: float, thr: float, eps: float, near: float, far: float, cut: float,
-            p_floor: float, br: float, bg: float, bb: float, N: ti.i32, S: ti.i32, T: ti.i32):
-    """image = (Σ e_j C_j + e_b C_b) / Δ and A = 1 − P;  keeps m, Δ, P for the backward."""
+def forward(face: ti.types.ndarray(), rect: ti.types.ndarray(), faces: ti.template(), colors: ti.template(),
+            light: ti.template(), tile_offset: ti.types.ndarray(), tile_count: ti.types.ndarray(),
+            tile_faces: ti.types.ndarray(), zmax: ti.template(), den: ti.template(),
+            uncovered: ti.template(), image: ti.template(), sigma: float, gamma: float, thr: float,
+            eps: float, near: float, far: float, cut: float, p_floor: float, br: float, bg: float,
+            bb: float, N: ti.i32, S: ti.i32, T: ti.i32, rgb: ti.template()):
+    """image = (Σ e_j C_j + e_b C_b) / Δ and A = 1 − P;  keeps m, Δ, P for the backward.
+    rgb=False (the silhouette renderer): only A = 1 − Π(1 − D_j), stopping once P < p_floor."""
     inv_gamma, inv_range = 1.0 / gamma, 1.0 / (far - near)
     for n, y, x in ti.ndrange(N, S, S):
         p = pixel_centre(x, y, S)
+        i = (n * S + y) * S + x
         start, count = tile_range(tile_offset, tile_count, n, y, x, S, T)
         m, ws, P = eps, 0.0, 1.0
         cs = ti.Vector([0.0, 0.0, 0.0])
         for k in range(count):
             j = tile_faces[start + k]
-            if in_rect(x, y, face[n, j].rect):  # tiles are coarser than faces: most misses end here
-                g = face[n, j]
-                w, inside, _, _, d2 = pair(p, g)
+            if in_rect(x, y, rect[n, j]):  # tiles are coarser than faces: most misses end here
+                a, b, c, inv_det, inv_len2, inv_z = unpack(face[n, j])
+                w, inside, _, _, d2 = pair(p, a, b, c, inv_det, inv_len2)
                 if inside | (d2 < thr):
-                    wc, z, zn = pair_depth(w, g, far, inv_range)
-                    colour = (z >= near) & (z <= far) & (zn > m - cut)
-                    silhouette = P >= p_floor
-                    if colour | silhouette:
-                        t = ti.exp(logit(d2, inside, sigma))
-                        q = 1.0 / (1.0 + t)  # 1 − D, with D = sigmoid(s) = t q
-                        if silhouette:
-                            P *= q
-                        if colour:
-                            if zn > m:  # a nearer face: move the shift, rescale what we have
-                                scale = ti.exp((m - zn) * inv_gamma)
-                                ws *= scale
-                                cs *= scale
-                                m = zn
-                            e = t * q * ti.exp((zn - m) * inv_gamma)
-                            f = faces[j]
-                            ws += e
-                            cs += e * light[j] * (wc[0] * colors[f[0]] + wc[1] * colors[f[1]]
-                                                  + wc[2] * colors[f[2]])
-        eb = ti.exp((eps - m) * inv_gamma)
-        d = ws + eb
-        zmax[n, y, x] = m
-        den[n, y, x] = d
-        uncovered[n, y, x] = P
-        image[n, y, x, 0] = (cs[0] + eb * br) / d
-        image[n, y, x, 1] = (cs[1] + eb * bg) / d
-        image[n, y, x, 2] = (cs[2] + eb * bb) / d
-        image[n, y, x, 3] = 1.0 - P
+                    if ti.static(rgb):
+                        wc, z, zn = pair_depth(w, inv_z, far, inv_range)
+                        colour = (z >= near) & (z <= far) & (zn > m - cut)
+                        silhouette = P >= p_floor
+                        if colour | silhouette:
+                            t = ti.exp(logit(d2, inside, sigma))
+                            q = 1.0 / (1.0 + t)  # 1 − D, with D = sigmoid(s) = t q
+                            if silhouette:
+                                P *= q
+                            if colour:
+                                if zn > m:  # a nearer face: move the shift, rescale what we have
+                                    scale = ti.exp((m - zn) * inv_gamma)
+                                    ws *= scale
+                                    cs *= scale
+                                    m = zn
+                                e = t * q * ti.exp((zn - m) * inv_gamma)
+                                f = faces[j]
+                                ws += e
+                                cs += e * light[j] * (wc[0] * colors[f[0]] + wc[1] * colors[f[1]]
+                                                      + wc[2] * colors[f[2]])
+                    else:
+                        P *= 1.0 / (1.0 + ti.exp(logit(d2, inside, sigma)))
+                        if P < p_floor:  # A = 1 to rounding: the other faces cannot change it
+                            break
+        uncovered[i] = P
+        if ti.static(rgb):
+            eb = ti.exp((eps - m) * inv_gamma)
+            d = ws + eb
+            zmax[i] = m
+            den[i] = d
+            image[i] = ti.Vector([(cs[0] + eb * br) / d, (cs[1] + eb * bg) / d, (cs[2] + eb * bb) / d, 1.0 - P])
+        else:
+            image[i][3] = 1.0 - P
 
 
 @ti.kernel
 def pixel_adjoint(image: ti.template(), zmax: ti.template(), den: ti.template(),
-                  uncovered: ti.template(), adjoint: ti.template(), p_floor: float, N: ti.i32, S: ti.i32):
+                  uncovered: ti.template(), adjoint: ti.template(), p_floor: float, P: ti.i32,
+                  rgb: ti.template()):
     """What every face's backward needs of a pixel, in one place:
     (g_rgb/Δ, g_rgb·I/Δ, g_A·P, m), with g_A·P = 0 where the silhouette saturated (P < p_floor)."""
-    for n, y, x in ti.ndrange(N, S, S):
-        inv = 1.0 / den[n, y, x]
-        g = ti.Vector([image.grad[n, y, x, 0], image.grad[n, y, x, 1], image.grad[n, y, x, 2]]) * inv
-        I = ti.Vector([image[n, y, x, 0], image[n, y, x, 1], image[n, y, x, 2]])
-        P = uncovered[n, y, x]
-        gP = ti.select(P >= p_floor, image.grad[n, y, x, 3] * P, 0.0)
-        adjoint[n, y, x] = ti.Vector([g[0], g[1], g[2], g.dot(I), gP, zmax[n, y, x]])
+    for i in range(P):
+        u = uncovered[i]
+        gP = ti.select(u >= p_floor, image.grad[i][3] * u, 0.0)
+        if ti.static(rgb):
+            inv = 1.0 / den[i]
+            g = ti.Vector([image.grad[i][0], image.grad[i][1], image.grad[i][2]]) * inv
+            I = ti.Vector([image[i][0], image[i][1], image[i][2]])
+            adjoint[i] = ti.Vector([g[0], g[1], g[2], g.dot(I), gP, zmax[i]])
+        else:
+            adjoint[i][4] = gP
 
 
 @ti.func
@@ -208,14 +222,15 @@ def segment_grad(p, a, e, t, g):
 
 @ti.kernel
 def backward(proj: ti.template(), faces: ti.template(), colors: ti.template(), light: ti.template(),
-             face: ti.template(), adjoint: ti.template(), sigma: float, gamma: float, thr: float,
-             near: float, far: float, cut: float, N: ti.i32, S: ti.i32, F: ti.i32):
+             face: ti.types.ndarray(), rect: ti.types.ndarray(), adjoint: ti.template(), sigma: float,
+             gamma: float, thr: float, near: float, far: float, cut: float, N: ti.i32, S: ti.i32,
+             F: ti.i32, V: ti.i32, rgb: ti.template()):
     inv_gamma, inv_range = 1.0 / gamma, 1.0 / (far - near)
     for n, j in ti.ndrange(N, F):
-        g = face[n, j]
-        r = g.rect
+        r = rect[n, j]
         f = faces[j]
-        a, b, c = g.a, g.b, g.c
+        a, b, c, inv_det, _, inv_z = unpack(face[n, j])
+        inv_len2 = ti.Vector([face[n, j][7], face[n, j][8], face[n, j][9]])
         live = ti.abs(cross2(b - a, c - a)) >= 1e-10
         ca, cb, cc = colors[f[0]], colors[f[1]], colors[f[2]]
         L = light[j]
@@ -223,12 +238,17 @@ def backward(proj: ti.template(), faces: ti.template(), colors: ti.template(), l
         ga, gb, gc, gca, gcb, gcc, gl = zero3, zero3, zero3, zero3, zero3, zero3, 0.0
         for y in range(r[1], r[3] + 1):
             for x in range(r[0], r[2] + 1):
+                adj = adjoint[(n * S + y) * S + x]
+                if ti.static(not rgb):
+                    if adj[4] == 0.0:  # the silhouette saturated here, or g_A = 0
+                        continue
                 p = pixel_centre(x, y, S)
-                w, inside, de, te, d2 = pair(p, g)
+                w, inside, de, te, d2 = pair(p, a, b, c, inv_det, inv_len2)
                 if inside | (d2 < thr):
-                    adj = adjoint[n, y, x]
-                    wc, z, zn = pair_depth(w, g, far, inv_range)
-                    colour = (z >= near) & (z <= far) & (zn > adj[5] - cut)
+                    wc, z, zn, colour = zero3, 0.0, 0.0, False
+                    if ti.static(rgb):
+                        wc, z, zn = pair_depth(w, inv_z, far, inv_range)
+                        colour = (z >= near) & (z <= far) & (zn > adj[5] - cut)
                     if colour | (adj[4] != 0.0):  # else this pair adds nothing
                         t = ti.exp(logit(d2, inside, sigma))
                         q = 1.0 / (1.0 + t)
@@ -247,14 +267,16 @@ def backward(proj: ti.template(), faces: ti.template(), colors: ti.template(), l
                             gcb += gC * (L * wc[1])
                             gcc += gC * (L * wc[2])
                             gzz = -ge * e * inv_gamma * inv_range  # dL/dz
-                            gwc = L * ti.Vector([gC.dot(ca), gC.dot(cb), gC.dot(cc)]) - gzz * z * z * g.inv_z
-                            gz = gzz * z * z * wc * g.inv_z * g.inv_z
-                        # clamped, renormalised barycentrics -> raw barycentrics
-                        u = ti.math.clamp(w, 0.0, 1.0)
-                        total = u.sum()
-                        gu = ti.select(total > 1e-5, (gwc - gwc.dot(wc)) / total, gwc / 1e-5)
-                        gw = ti.select((w > 0.0) & (w < 1.0), gu, 0.0)
-                        ba, bb_, bc = barycentric_grad(p, a, b, c, g.inv_det, live, w, gw)
+                            gwc = L * ti.Vector([gC.dot(ca), gC.dot(cb), gC.dot(cc)]) - gzz * z * z * inv_z
+                            gz = gzz * z * z * wc * inv_z * inv_z
+                        ba, bb_, bc = zero2, zero2, zero2
+                        if ti.static(rgb):
+                            # clamped, renormalised barycentrics -> raw barycentrics
+                            u = ti.math.clamp(w, 0.0, 1.0)
+                            total = u.sum()
+                            gu = ti.select(total > 1e-5, (gwc - gwc.dot(wc)) / total, gwc / 1e-5)
+                            gw = ti.select((w > 0.0) & (w < 1.0), gu, 0.0)
+                            ba, bb_, bc = barycentric_grad(p, a, b, c, inv_det, live, w, gw)
                         # s = clamp(δ d²/σ) -> d² -> the closest edge's end points
                         raw = ti.select(inside, d2, -d2) / sigma
                         gd2 = ti.select(ti.abs(raw) < LOGIT_CLAMP, gs * ti.select(inside, 1.0, -1.0) / sigma, 0.0)
@@ -269,10 +291,11 @@ def backward(proj: ti.template(), faces: ti.template(), colors: ti.template(), l
                         gb += ti.Vector([bb_[0] + eb_[0], bb_[1] + eb_[1], gz[1]])
                         gc += ti.Vector([bc[0] + ec[0], bc[1] + ec[1], gz[2]])
         if r[0] <= r[2]:
-            proj.grad[n, f[0]] += ga
-            proj.grad[n, f[1]] += gb
-            proj.grad[n, f[2]] += gc
-            colors.grad[f[0]] += gca
-            colors.grad[f[1]] += gcb
-            colors.grad[f[2]] += gcc
-            light.grad[j] += gl
+            proj.grad[n * V + f[0]] += ga
+            proj.grad[n * V + f[1]] += gb
+            proj.grad[n * V + f[2]] += gc
+            if ti.static(rgb):
+                colors.grad[f[0]] += gca
+                colors.grad[f[1]] += gcb
+                colors.grad[f[2]] += gcc
+                light.grad[j] += gl

@@ -1,0 +1,69 @@
+"""The render pipeline on a Workspace, for any renderer, scene size and backend:
+
+    pose → project → lighting → binning → (soft: set-up, forward)          [soft.py]
+                                         (autodiff: shift, accumulate, resolve)  [aggregate.py]
+                                         (hard: zbuffer, shade)             [hard.py]
+
+`forward` runs the stages and records the differentiable ones in `ws.calls`, so the
+NumPy API can run them backwards (`Workspace.backward`) without a ti.ad.Tape; under a
+user's Tape the same kernel calls are recorded by the tape itself.  Every kernel takes
+the workspace's fields and ndarrays, so it compiles once per process (workspace.py).
+"""
+import taichi as ti
+
+from . import aggregate, backend, hard, lighting, project, soft
+
+
+def forward(ws, r, V, F, N, S):
+    """Render the V vertices, F faces and N cameras loaded in `ws` with renderer `r`."""
+    ws.calls = []
+
+    def stage(func, *args):
+        func(*args)
+        ws.calls.append((func, args))
+
+    stage(project.pose, ws.vertices, ws.rotation, ws.translation, ws.world, V)
+    stage(project.project, ws.world, ws.camera, ws.tan_half, ws.proj, N, V)
+    rgb = not r.alpha_only
+    if rgb:
+        stage(lighting.face_light, ws.world, ws.faces, ws.light, r.ambient, r.directional,
+              *r.light_direction, F)
+    b = ws.bins
+    ti.ad.no_grad(b.build)(ws.proj, ws.faces, r.cull_radius, N, F, S, V, r.tile)
+    lists = b.lists()
+    if r.soft and not r.autodiff:
+        stage(_soft, ws, r, V, F, N, S)
+    elif r.soft:
+        sums = (ws.zmax, ws.wsum, ws.csum, ws.logsum)
+        ti.ad.no_grad(aggregate.shift)(ws.proj, ws.faces, *lists, *sums, r.cull_d2, r.eps, r.near,
+                                       r.far, N, S, b.T, V)
+        stage(aggregate.accumulate, ws.proj, ws.faces, ws.colors, ws.light, *lists, *sums, r.sigma,
+              r.gamma, r.cull_d2, r.near, r.far, N, S, b.T, V)
+        stage(aggregate.resolve, *sums, ws.image, r.gamma, r.eps, *r.background, N * S * S)
+    else:
+        ti.ad.no_grad(hard.zbuffer)(ws.proj, ws.faces, *lists, ws.nearest, ws.coverage, r.eps, r.near,
+                                    r.far, N, S, b.T, V)
+        stage(hard.shade, ws.proj, ws.faces, ws.colors, ws.light, ws.nearest, ws.coverage, ws.image,
+              *r.background, N, S, V)
+
+
+# The fast soft pass (soft.py) brings its own backward: under ti.ad.Tape (or
+# Workspace.backward), _soft_grad runs where Taichi would have differentiated _soft's kernels.
+@ti.ad.grad_replaced
+def _soft(ws, r, V, F, N, S):
+    b, rgb = ws.bins, not r.alpha_only
+    cut, p_floor = soft.cutoffs(r.gamma, r.dist_eps, backend.current()[1])
+    ws.setup = ws.ndarray("setup", ti.types.vector(soft.SETUP, float), (N, F))
+    soft.setup(ws.proj, ws.faces, b.rect, ws.setup, N, F, V)
+    soft.forward(ws.setup, b.rect, ws.faces, ws.colors, ws.light, *b.lists(), ws.zmax, ws.den,
+                 ws.uncovered, ws.image, r.sigma, r.gamma, r.cull_d2, r.eps, r.near, r.far, cut,
+                 p_floor, *r.background, N, S, b.T, rgb)
+
+
+@ti.ad.grad_for(_soft)
+def _soft_grad(ws, r, V, F, N, S):
+    rgb = not r.alpha_only
+    cut, p_floor = soft.cutoffs(r.gamma, r.dist_eps, backend.current()[1])
+    soft.pixel_adjoint(ws.image, ws.zmax, ws.den, ws.uncovered, ws.adjoint, p_floor, N * S * S, rgb)
+    soft.backward(ws.proj, ws.faces, ws.colors, ws.light, ws.setup, ws.bins.rect, ws.adjoint, r.sigma,
+                  r.gamma, r.cull_d2, r.near, r.far, cut, N, S, F, V, rgb)
