@@ -12,6 +12,7 @@ import taichi as ti
 
 ARCHES = ("cpu", "cuda", "vulkan", "metal")
 _state = {"arch": None, "precision": None, "generation": 0}
+_before_reset = []  # callbacks that drop what the running Taichi program owns (workspace.py)
 
 
 def _has_real_vulkan_gpu():
@@ -70,6 +71,8 @@ def init(arch="auto", precision="f32", verbose=True, **ti_kwargs):
         # Taichi lets TI_ARCH override the arch we pass; an explicit request must win
         # (CI sets TI_ARCH=x64 and still tests Vulkan), so hide it during ti.init.
         saved = os.environ.pop("TI_ARCH", None)
+        for release in _before_reset:
+            release()
         try:
             ti.reset()
             ti.init(arch=_ti_arch(name), default_fp=fp, default_ip=ti.i32,

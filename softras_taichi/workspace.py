@@ -152,7 +152,7 @@ class Workspace:
         # binning's sums: 0-D fields, so that Taichi keeps one partial sum per thread
         self.extent_sum, self.drawn = ti.field(ti.i32, shape=()), ti.field(ti.i32, shape=())
         self._nd, self._entries = {}, None
-        self.owner, self.calls, self.claim = None, [], None
+        self.owner, self.request, self.calls, self.claim, self.setup = None, None, [], None, None
         self.sums = False  # the autodiff path's per-pixel sums, made on first use
         self.bins = Bins(self)
         for group, cap in START.items():
@@ -268,6 +268,11 @@ class Workspace:
         out["rotation"], out["translation"] = pose[:3].copy(), pose[3:].copy()
         return out
 
+    def release(self):
+        """Drop every ndarray (and the recorded calls that hold them)."""
+        self._nd, self._entries, self.calls, self.setup, self.owner, self.request = {}, None, [], None, None, None
+        self.bins = Bins(self)
+
     # --- the recorded forward, replayed backwards --------------------------------
     def backward(self):
         """Run the reverse of every differentiable stage of the last render, last first
@@ -277,6 +282,17 @@ class Workspace:
 
 
 _pool = []
+
+
+def _release_all():
+    # An ndarray frees itself through whichever Taichi program runs when it is collected:
+    # drop them while their own program is alive, before sr.init starts a new one.
+    for ws in _pool:
+        ws.release()
+    _pool.clear()
+
+
+backend._before_reset.append(_release_all)
 
 
 def _busy(ws, tape):

@@ -1,0 +1,161 @@
+"""Compile once (docs/architecture.md, "Compile once"): a new image size, mesh, number of
+views or renderer setting reuses the compiled kernels.
+
+Counted, not timed: every kernel Taichi instantiates goes through Kernel.materialize,
+and a new instantiation is a new key in the kernel's `compiled_kernels`.  Also checked
+here: several scenes under one tape (each gets its own workspace), workspace growth,
+and the NumPy API's reuse of an identical render's forward pass.
+"""
+import numpy as np
+import pytest
+import taichi as ti
+from taichi.lang import kernel_impl
+
+import softras_taichi as sr
+from softras_taichi import workspace
+
+
+@pytest.fixture
+def compiled(monkeypatch):
+    """The names of the kernels instantiated while the test runs (reverse ones end in '.grad')."""
+    names = []
+    original = kernel_impl.Kernel.materialize
+
+    def materialize(self, key=None, args=None, arg_features=None):
+        new = key not in self.compiled_kernels
+        original(self, key, args, arg_features)
+        if new:
+            names.append(self.func.__name__ + ("" if self.autodiff_mode.name == "NONE" else ".grad"))
+
+    monkeypatch.setattr(kernel_impl.Kernel, "materialize", materialize)
+    return names
+
+
+def _all_renderers(size, **kw):
+    return [sr.SoftRenderer(image_size=size, **kw), sr.SilhouetteRenderer(image_size=size, **kw),
+            sr.SoftRenderer(image_size=size, autodiff=True, **kw),
+            sr.HardRenderer(image_size=size, tile=kw.get("tile", "auto"))]
+
+
+def _use(renderers, mesh, cam):
+    for r in renderers:
+        img = r.render(mesh, cam)
+        r.grads(mesh, cam, np.random.default_rng(0).normal(size=img.shape))
+        r.pair_stats(mesh, cam)
+
+
+def test_new_configurations_compile_nothing(compiled):
+    sr.init("cpu", verbose=False)
+    _use(_all_renderers(24), sr.icosphere(1, 0.6), sr.Camera.look_at(elevation=30, azimuth=45))
+    assert len(compiled) > 20, "the warm-up must have compiled the pipeline"
+    compiled.clear()
+    configs = [
+        (_all_renderers(40), sr.icosphere(1, 0.6), sr.Camera.look_at(elevation=30, azimuth=45)),  # size
+        (_all_renderers(40), sr.icosphere(3, 0.6), sr.Camera.look_at(elevation=30, azimuth=45)),  # mesh
+        (_all_renderers(40), sr.TARGETS["spiky"](), sr.Camera.orbit(5)),                          # views
+        (_all_renderers(33, sigma=3e-3, gamma=1e-2, tile=4) + [sr.SoftRenderer(image_size=33, background=(1, 0, 0))],
+         sr.torus(), sr.Camera.orbit(2)),                                                           # settings
+    ]
+    for renderers, mesh, cam in configs:
+        _use(renderers, mesh, cam)
+        assert not compiled, f"a new configuration compiled {compiled}"
+
+
+def test_a_new_scene_compiles_only_its_copy_kernels(compiled):
+    sr.init("cpu", verbose=False)
+    loss = ti.field(float, shape=(), needs_grad=True)
+
+    @ti.kernel
+    def alpha_sum(image: ti.template()):
+        for I in ti.grouped(image):
+            loss[None] += image[I]
+
+    def tape(r, mesh, cam):
+        scene = r.scene(mesh, cam)
+        with ti.ad.Tape(loss):
+            scene.render()
+            alpha_sum(scene.image)
+        scene.clear_grads()
+        scene.set_pose((0.1, 0.0, 0.0), (0.0, 0.0, 0.1))
+        return scene
+
+    tape(sr.SoftRenderer(image_size=24), sr.icosphere(1, 0.6), sr.Camera.look_at(elevation=30))
+    compiled.clear()
+    tape(sr.SoftRenderer(image_size=48, sigma=1e-3), sr.icosphere(2, 0.6), sr.Camera.orbit(3))
+    # the scene's own copies, the user's loss on its image, and ti.ad.Tape's reset of the
+    # new scene's gradients (Taichi's clear_gradients, one per block of fields)
+    per_scene = {"_set", "_gather", "_gather.grad", "_scatter", "_scatter.grad", "_clear",
+                 "alpha_sum", "alpha_sum.grad", "clear_gradients"}
+    assert {"_gather", "_scatter"} <= set(compiled)
+    assert set(compiled) <= per_scene, f"a new scene recompiled pipeline kernels: {set(compiled) - per_scene}"
+
+
+def test_two_scenes_under_one_tape():
+    """The second scene must not overwrite the first one's forward state: it gets a second
+    workspace, and the gradients equal those of two separate tapes."""
+    sr.init("cpu", precision="f64", verbose=False)
+    r = sr.SoftRenderer(image_size=20, sigma=1e-3)
+    mesh = sr.icosphere(1, 0.6)
+    loss = ti.field(float, shape=(), needs_grad=True)
+
+    @ti.kernel
+    def weighted(image: ti.template(), k: float):
+        for n, y, x, c in image:
+            loss[None] += k * (1.0 + 0.1 * c + 0.01 * x) * image[n, y, x, c]
+
+    a, b = r.scene(mesh, sr.Camera.look_at(elevation=30)), r.scene(mesh, sr.Camera.orbit(2))
+    b.set_pose((0.0, 0.3, 0.0), (0.1, 0.0, 0.0))
+    with ti.ad.Tape(loss):
+        a.render()
+        b.render()
+        weighted(a.image, 1.0)
+        weighted(b.image, -2.0)
+    together = [a.vertices.grad.to_numpy(), b.vertices.grad.to_numpy(), b.rotation.grad.to_numpy()]
+    assert a._ws is not b._ws
+    with ti.ad.Tape(loss):
+        a.render()
+        weighted(a.image, 1.0)
+    alone_a = a.vertices.grad.to_numpy()
+    with ti.ad.Tape(loss):
+        b.render()
+        weighted(b.image, -2.0)
+    alone = [alone_a, b.vertices.grad.to_numpy(), b.rotation.grad.to_numpy()]
+    for x, y in zip(together, alone):
+        assert np.abs(y).max() > 0 and np.allclose(x, y, rtol=1e-12, atol=1e-14)
+
+
+def test_workspace_growth(monkeypatch):
+    """A render larger than the workspace's capacities grows them and gives the same image
+    and gradients as a workspace that fitted from the start."""
+    sr.init("cpu", precision="f64", verbose=False)
+    mesh, cam = sr.icosphere(2, 0.6), sr.Camera.orbit(3)
+    r = sr.SoftRenderer(image_size=24, sigma=1e-3)
+    g = np.random.default_rng(3).normal(size=(3, 24, 24, 4))
+    want = r.grads(mesh, cam, g)
+    monkeypatch.setattr(workspace, "START", {"V": 8, "F": 8, "N": 1, "NV": 8, "P": 64})
+    sr.init("cpu", precision="f64", verbose=False)  # a fresh pool with tiny capacities
+    got = r.grads(mesh, cam, g)
+    ws = workspace._pool[0]
+    assert ws.cap["P"] >= 3 * 24 * 24 and ws.cap["V"] >= mesh.num_vertices
+    for k in want:
+        assert np.allclose(got[k], want[k], rtol=1e-12, atol=1e-14), k
+
+
+def test_gradient_call_reuses_an_identical_render(compiled):
+    sr.init("cpu", verbose=False)
+    r = sr.SoftRenderer(image_size=24)
+    mesh, cam = sr.icosphere(2, 0.6), sr.Camera.look_at(elevation=30)
+    img = r.render(mesh, cam)
+    g = np.random.default_rng(4).normal(size=img.shape)
+    ws = workspace._pool[0]
+    calls = ws.calls
+    reused = r.grads(mesh, cam, g)
+    assert ws.calls is calls, "the identical render was run again"
+    assert np.array_equal(reused["image"], img)
+    moved = sr.Mesh(mesh.vertices + 0.01, mesh.faces)
+    r.render(moved, cam)
+    assert ws.calls is not calls
+    fresh = r.grads(mesh, cam, g)
+    assert not np.array_equal(r.render(moved, cam), img), "a moved mesh must render again"
+    for k in fresh:
+        assert np.array_equal(fresh[k], reused[k]), k
