@@ -155,16 +155,11 @@ def make_renderer(sr, mode, size, tile):
 
 
 def bin_stats(sr, renderer, mesh, views):
-    """Binning stats of the cached scene this renderer used, with its (pixel, face) pair
-    counts (Scene.pair_stats); None when unavailable."""
+    """Binning stats of rendering `mesh` with this renderer's cameras, with its (pixel, face)
+    pair counts (renderer.pair_stats); None when unavailable."""
     try:
-        for key, scene in list(sr.renderer._scenes.items()):
-            if (getattr(scene, "F", None) == mesh.num_faces and getattr(scene, "N", None) == views
-                    and getattr(scene, "S", None) == renderer.image_size
-                    and key[-1] == renderer.tile and getattr(scene.renderer, "soft", True)):
-                return dict(scene.pair_stats())
-        return dict(next(iter(sr.renderer._scenes.values())).pair_stats())
-    except Exception:  # noqa: BLE001 - internal API, may change
+        return dict(renderer.pair_stats(mesh, make_cameras(sr, views)))
+    except Exception:  # noqa: BLE001 - older checkouts have no renderer.pair_stats
         return None
 
 
@@ -434,78 +429,11 @@ def sweep(args):
 
 # --------------------------------------------------------------------------- the targets
 def check_targets(args):
-    """The issue's performance targets, each as one PASS/FAIL line."""
-    import numpy as np
-    import softras_taichi as sr
-    arch_name = sr.init(args.arch, verbose=False)
-    info = machine_info(arch_name, args)
-    print(f"performance targets on {arch_name}" + (f" ({info['gpu']})" if info["gpu"] else "")
-          + f", CPU {info['cpu']}, {info['nproc']} cores, commit {info['commit']}", flush=True)
-    reps = max(args.repeats, 15)
-
-    def fb_ms(*configs):
-        """Median forward+backward and forward ms of each (level, size, views), the configs'
-        calls interleaved so that a slow spell of a shared machine hits them all alike."""
-        runs = []
-        for level, size, views in configs:
-            mesh, cams = make_mesh(sr, level), make_cameras(sr, views)
-            r = sr.SoftRenderer(image_size=size)  # the default tile: what users get
-            img = r.render(mesh, cams)
-            g = np.random.default_rng(0).normal(size=img.shape).astype(np.float32)
-            r.grads(mesh, cams, g)  # compile
-            r.grads(mesh, cams, g)  # warm-up
-            pairs[level, size, views] = (bin_stats(sr, r, mesh, views) or {}).get("within")
-            runs.append((r, mesh, cams, g, [], []))
-        for _ in range(reps):
-            for r, mesh, cams, g, fb, fwd in runs:
-                t = time.perf_counter()
-                r.grads(mesh, cams, g)
-                fb.append(time.perf_counter() - t)
-                t = time.perf_counter()
-                r.render(mesh, cams)
-                fwd.append(time.perf_counter() - t)
-        return [(median_ms(fb), median_ms(fwd)) for *_, fb, fwd in runs]
-
-    pairs = {}
-    checks = []
-
-    def report(name, ok, detail):
-        checks.append(dict(name=name, passed=bool(ok), detail=detail))
-        print(f"{'PASS' if ok else 'FAIL'}  {name}: {detail}", flush=True)
-
-    (a, a_fwd), (b, b_fwd), (c, c_fwd) = fb_ms((4, 256, 1), (4, 64, 24), (5, 256, 1))
-    report("(a) forward+backward, 1 view, 256 px, 5120 faces <= 100 ms", a <= 100.0,
-           f"{a:.1f} ms (forward alone {a_fwd:.1f} ms)")
-    report("(b) forward+backward, 24 views, 64 px, 5120 faces <= 100 ms", b <= 100.0,
-           f"{b:.1f} ms (forward alone {b_fwd:.1f} ms)")
-    p5, p20 = pairs[4, 256, 1], pairs[5, 256, 1]
-    growth = (f"; the (pixel, face) pairs within the culling radius grow {p5} -> {p20} = {p20 / p5:.2f}x, "
-              f"forward+backward per pair {1e6 * a / p5:.1f} -> {1e6 * c / p20:.1f} ns" if p5 and p20 else "")
-    report("(c) 5120 -> 20480 faces at 256 px: forward and forward+backward grow <= 2.5x",
-           max(c / a, c_fwd / a_fwd) <= 2.5,
-           f"forward+backward {a:.1f} -> {c:.1f} ms = {c / a:.2f}x, forward {a_fwd:.1f} -> {c_fwd:.1f} ms "
-           f"= {c_fwd / a_fwd:.2f}x" + growth)
-    cfg = dict(arch=arch_name, mode="binned", size=512, level=6, views=1, repeats=1,
-               max_seconds=max(args.max_seconds, 300.0), tile=None)
-    d = run_isolated(cfg)
-    rss = d.get("peak_rss_mb")
-    if rss is None:
-        report("(d) 512 px, 81920 faces, forward+backward: peak RSS < 2 GB", False,
-               d.get("note") or "no result")
-    else:
-        report("(d) 512 px, 81920 faces, forward+backward: peak RSS < 2 GB", rss < 2048.0,
-               f"peak RSS {rss:.0f} MB in its own process (resident before the first render "
-               f"{fmt(d.get('rss_before_mb'), 0, 0)} MB, after {fmt(d.get('rss_after_mb'), 0, 0)} MB; "
-               f"forward {fmt(d.get('fwd_ms'), 0, 0)} ms, forward+backward {fmt(d.get('fb_ms'), 0, 0)} ms, "
-               f"tile {d.get('tile')}, {d.get('entries')} entries)"
-               + (" - GPU memory is not in RSS" if arch_name != "cpu" else ""))
-    n_fail = sum(not c["passed"] for c in checks)
-    print(f"{len(checks) - n_fail}/{len(checks)} targets met")
-    out = args.json or os.path.join(HERE, f"targets-{arch_name}.json")
-    with open(out, "w") as fh:
-        json.dump(dict(meta=info, checks=checks, runs=dict(d=d)), fh, indent=1)
-    print(f"wrote {out}")
-    return 1 if n_fail else 0
+    """The speed targets (benchmarks/targets.py): one PASS/FAIL line each."""
+    sys.path.insert(0, HERE)
+    import targets
+    argv = ["--arch", args.arch] + (["--json", args.json] if args.json else [])
+    return targets.main(argv)
 
 
 # --------------------------------------------------------------------------- main
@@ -534,7 +462,8 @@ def main(argv=None):
                    help="no child processes (faster; RSS is then a high-water mark over configurations)")
     p.add_argument("--cold", action="store_true",
                    help="empty Taichi offline cache per configuration, so 'first' is a real compile")
-    p.add_argument("--check-targets", action="store_true", help="measure the issue's targets: PASS/FAIL")
+    p.add_argument("--check-targets", action="store_true",
+                   help="the speed targets, PASS/FAIL (runs benchmarks/targets.py)")
     p.add_argument("--worker", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.worker:

@@ -12,7 +12,7 @@ import numbers
 
 import numpy as np
 
-from . import backend, pipeline, workspace
+from . import pipeline, workspace
 from .binning import Bins
 from .camera import as_camera
 from .mesh import Mesh

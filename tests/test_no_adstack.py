@@ -14,7 +14,7 @@ SCRIPT = textwrap.dedent("""
     import numpy as np, softras_taichi as sr
     sr.init("cpu", print_ir=True)
     m, cam = sr.icosphere(0, radius=0.6), sr.Camera.look_at(elevation=30, azimuth=45)
-    for r in (sr.SoftRenderer(image_size=8), sr.SoftRenderer(image_size=8, autodiff=True),
+    for r in (sr.SoftRenderer(image_size=8), sr.SoftRenderer(image_size=8, autodiff=True), sr.SilhouetteRenderer(image_size=8),
               sr.HardRenderer(image_size=8)):
         img = r.render(m, cam)
         r.grads(m, cam, np.ones_like(img))

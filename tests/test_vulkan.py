@@ -43,12 +43,15 @@ def _compute():
     for name, (v, f, c), el, az, sigma, gamma, size in CASES:
         mesh, cam = sr.Mesh(v, f, c), sr.Camera.look_at(D0, el, az)
         r = sr.SoftRenderer(image_size=size, sigma=sigma, gamma=gamma)
+        sil = sr.SilhouetteRenderer(image_size=size, sigma=sigma)
         g = np.random.default_rng(1).normal(size=(size, size, 4))
         out[name] = dict(
             soft=np.asarray(r.render(mesh, cam)),
             hard=np.asarray(sr.HardRenderer(image_size=size).render(mesh, cam)),
             gv=np.asarray(r.vertex_grad(mesh, cam, g), dtype=np.float64),
             gc=np.asarray(r.color_grad(mesh, cam, g), dtype=np.float64),
+            sil=np.asarray(sil.render(mesh, cam)),
+            gs=np.asarray(sil.vertex_grad(mesh, cam, g[..., 3]), dtype=np.float64),
         )
     return out
 
@@ -98,7 +101,16 @@ def test_hard_image_cpu_vs_vulkan(results, name):
 
 
 @pytest.mark.parametrize("name", IDS)
-@pytest.mark.parametrize("which", ["gv", "gc"], ids=["vertex_grad", "color_grad"])
+def test_silhouette_cpu_vs_vulkan(results, name):
+    cpu, vk = (r[name]["sil"] for r in results)
+    assert vk.shape == cpu.shape == cpu.shape[:1] * 2 and vk.dtype == np.float32
+    assert np.abs(vk.astype(np.float64) - cpu).max() < 1e-5
+    soft_alpha = results[1][name]["soft"][..., 3]  # the same alpha as SoftRenderer's, on Vulkan too
+    assert np.abs(vk - soft_alpha).max() < 1e-6
+
+
+@pytest.mark.parametrize("name", IDS)
+@pytest.mark.parametrize("which", ["gv", "gc", "gs"], ids=["vertex_grad", "color_grad", "silhouette_grad"])
 def test_grads_cpu_vs_vulkan(results, name, which):
     cpu, vk = (r[name][which] for r in results)
     assert vk.shape == cpu.shape
