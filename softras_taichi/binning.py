@@ -10,6 +10,11 @@ pixels × faces.
 Nothing is ever dropped: the list buffer grows to whatever the count pass asks
 for.  "Dense" rendering is the same code with one tile per view (T = S).
 
+Everything here is an ndarray of the workspace (compiled once whatever its size).  The
+prefix sums run on the device in one thread (`exclusive_scan`): on the CPU that costs
+less than a round trip to NumPy; the host reads back only the sums that choose the tile
+side and size the entry lists.
+
 Integer atomics run one thread per list entry, never inside a loop: an integer
 atomic inside a loop whose length differs between threads loses updates on
 Vulkan (seen on lavapipe).
