@@ -107,9 +107,10 @@ def versions():
     out = {}
     for name in ("softras_taichi", "taichi", "torch", "pytorch3d", "numpy"):
         try:
-            out[name] = __import__(name).__version__
+            v = __import__(name).__version__
         except Exception:  # noqa: BLE001 - report what is missing
-            out[name] = None
+            v = None
+        out[name] = ".".join(map(str, v)) if isinstance(v, tuple) else v  # taichi's is a tuple
     return out
 
 

@@ -3,8 +3,10 @@ and HardRenderer.
 
 Each call uploads the mesh and cameras into a shared Workspace and runs the pipeline
 there (kernels compiled once for every size: docs/architecture.md, "Compile once"),
-then runs it backwards for the gradients without a ti.ad.Tape.  A gradient call with
-exactly the inputs of the render just before it reuses that render's forward pass.
+then runs it backwards for the gradients without a ti.ad.Tape.  A gradient call right
+after `render` of exactly the same inputs reuses that render's forward pass (look at the
+image, compute dL/dimage, ask for the gradient: the forward is paid once); every other
+call runs the whole pipeline, so timing a call times all of its work.
 `scene(mesh, cameras)` hands out a Scene with its own fields for ti.ad.Tape.
 """
 import math
@@ -78,8 +80,9 @@ class _Renderer:
     def _settings(self):
         return tuple(sorted((k, v) for k, v in vars(self).items() if not k.startswith("_")))
 
-    def _run(self, mesh, cameras, grad_image=None):
-        """Render (and, given grad_image, differentiate) in a workspace; returns (ws, request)."""
+    def _run(self, mesh, cameras, reuse=False):
+        """Render in a workspace and return it; with `reuse`, a workspace whose last job was
+        `render` of exactly these inputs is returned as it is (its forward state is kept)."""
         if not isinstance(mesh, Mesh):
             raise TypeError(f"mesh must be an sr.Mesh, got {type(mesh).__name__}; "
                             "build one with sr.Mesh(vertices, faces) or sr.load_obj(path)")
@@ -88,12 +91,12 @@ class _Renderer:
         ws = workspace.acquire(_NUMPY_API)
         request = (type(self), self._settings(), Bins.MAX_ENTRIES, mesh.vertices, mesh.faces, mesh.colors,
                    cam.params, cam.viewing_angle)
-        if not (ws.owner is _NUMPY_API and _same(ws.request, request)):
+        if not (reuse and ws.owner is _NUMPY_API and _same(ws.request, request)):
             ws.ensure(V, F, N, S, sums=self.soft and self.autodiff)
-            ws.owner, ws.request = _NUMPY_API, None
+            ws.owner = _NUMPY_API
             ws.load(vertices=mesh.vertices, colors=mesh.colors, faces=mesh.faces, pose=np.zeros(6), cameras=cam)
             pipeline.forward(ws, self, V, F, N, S)
-            ws.request = tuple(np.array(a, copy=True) if isinstance(a, np.ndarray) else a for a in request)
+        ws.request = tuple(np.array(a, copy=True) if isinstance(a, np.ndarray) else a for a in request)
         ws.sizes, ws.batched = (V, F, N, S), batched
         return ws
 
@@ -120,7 +123,8 @@ class _Renderer:
             raise ValueError(f"grad_image must have the shape of the rendered image {expected}, got {g.shape}")
         if not np.all(np.isfinite(g)):
             raise ValueError("grad_image contains NaN or inf values")
-        ws = self._run(mesh, cam if batched else cam[0])
+        ws = self._run(mesh, cam if batched else cam[0], reuse=True)
+        ws.request = None  # reused once: the gradient call after a render; a second one renders again
         V, F, N, S = ws.sizes
         ws.clear_grads(V, F, N, S)
         ws.set_image_grad(g, N, S, alpha=self.alpha_only)

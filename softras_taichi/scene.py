@@ -107,18 +107,13 @@ class Scene:
         cam, self.batched = as_camera(cameras)
         self.V, self.F, self.N, self.S = mesh.num_vertices, mesh.num_faces, len(cam), renderer.image_size
         V, N, S = self.V, self.N, self.S
-        # One SNode tree for all of them (ti.ad.Tape's default gradient reset compiles a small
-        # kernel per block of fields it has not seen before).
-        vec3 = lambda: ti.Vector.field(3, float, needs_grad=True)  # noqa: E731
-        self.vertices, self.colors, self.rotation, self.translation, self.camera = (vec3() for _ in range(5))
-        self.image = ti.field(float, needs_grad=True)
-        fb = ti.FieldsBuilder()
-        fb.dense(ti.i, V).place(self.vertices, self.colors)
-        fb.place(self.rotation, self.translation)
-        fb.dense(ti.i, N).place(self.camera)
-        fb.dense(ti.ijk if renderer.alpha_only else ti.ijkl, (N, S, S) if renderer.alpha_only else (N, S, S, 4)).place(self.image)
-        fb.lazy_grad()
-        self._tree = fb.finalize()
+        vec3 = lambda shape: ti.Vector.field(3, float, shape=shape, needs_grad=True)  # noqa: E731
+        self.vertices, self.colors = vec3(V), vec3(V)
+        self.rotation, self.translation = vec3(()), vec3(())
+        self.camera = vec3(N)
+        # (one field each: ti.ad.Tape's default gradient reset compiles a small kernel per
+        # block of fields it has not seen, 6 here, 9 if they shared one FieldsBuilder tree)
+        self.image = ti.field(float, shape=(N, S, S) if renderer.alpha_only else (N, S, S, 4), needs_grad=True)
         self.faces = mesh.faces.astype(np.int32)
         self._ws = None
         fp = self._fp()

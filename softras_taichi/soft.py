@@ -229,8 +229,7 @@ def backward(proj: ti.template(), faces: ti.template(), colors: ti.template(), l
     for n, j in ti.ndrange(N, F):
         r = rect[n, j]
         f = faces[j]
-        a, b, c, inv_det, _, inv_z = unpack(face[n, j])
-        inv_len2 = ti.Vector([face[n, j][7], face[n, j][8], face[n, j][9]])
+        a, b, c, inv_det, inv_len2, inv_z = unpack(face[n, j])
         live = ti.abs(cross2(b - a, c - a)) >= 1e-10
         ca, cb, cc = colors[f[0]], colors[f[1]], colors[f[2]]
         L = light[j]

@@ -4,7 +4,7 @@ views or renderer setting reuses the compiled kernels.
 Counted, not timed: every kernel Taichi instantiates goes through Kernel.materialize,
 and a new instantiation is a new key in the kernel's `compiled_kernels`.  Also checked
 here: several scenes under one tape (each gets its own workspace), workspace growth,
-and the NumPy API's reuse of an identical render's forward pass.
+and the NumPy API's reuse of the forward of the render just before a gradient call.
 """
 import numpy as np
 import pytest
@@ -141,21 +141,30 @@ def test_workspace_growth(monkeypatch):
         assert np.allclose(got[k], want[k], rtol=1e-12, atol=1e-14), k
 
 
-def test_gradient_call_reuses_an_identical_render(compiled):
+def test_gradient_call_reuses_the_render_just_before():
+    """render then grads with the same inputs: the forward runs once.  Any other call
+    (render again, grads again, other inputs) runs the whole pipeline."""
     sr.init("cpu", verbose=False)
     r = sr.SoftRenderer(image_size=24)
     mesh, cam = sr.icosphere(2, 0.6), sr.Camera.look_at(elevation=30)
+    g = np.random.default_rng(4).normal(size=(24, 24, 4))
     img = r.render(mesh, cam)
-    g = np.random.default_rng(4).normal(size=img.shape)
     ws = workspace._pool[0]
     calls = ws.calls
     reused = r.grads(mesh, cam, g)
-    assert ws.calls is calls, "the identical render was run again"
+    assert ws.calls is calls, "the render just before was run again"
     assert np.array_equal(reused["image"], img)
+    again = r.grads(mesh, cam, g)
+    assert ws.calls is not calls, "a second gradient call must render again"
+    r.render(mesh, cam)
+    calls = ws.calls
+    r.render(mesh, cam)
+    assert ws.calls is not calls, "render must always render"
     moved = sr.Mesh(mesh.vertices + 0.01, mesh.faces)
     r.render(moved, cam)
-    assert ws.calls is not calls
+    calls = ws.calls
     fresh = r.grads(mesh, cam, g)
-    assert not np.array_equal(r.render(moved, cam), img), "a moved mesh must render again"
+    assert ws.calls is not calls, "other inputs must render again"
+    assert not np.array_equal(r.render(moved, cam), img)
     for k in fresh:
-        assert np.array_equal(fresh[k], reused[k]), k
+        assert np.array_equal(fresh[k], reused[k]) and np.array_equal(again[k], reused[k]), k
