@@ -92,3 +92,15 @@ def test_silhouette_equals_soft_alpha_f32():
     assert one.shape == (32, 32) and np.array_equal(one, a[0])
     with pytest.raises(ValueError, match="shape of the rendered image"):
         sil.vertex_grad(m, cam[0], np.zeros((32, 32, 4)))
+
+
+def test_silhouette_binned_equals_dense():
+    sr.init("cpu", verbose=False)
+    m, cam = MESHES["spiky"], CAMS
+    binned, dense = sr.SilhouetteRenderer(image_size=32, tile=4), sr.SilhouetteRenderer(image_size=32, tile=32)
+    a, b = binned.render(m, cam), dense.render(m, cam)
+    assert binned.pair_stats(m, cam)["tile"] == 4 and dense.pair_stats(m, cam)["tile"] == 32
+    assert b.max() > 0.5 and np.abs(a - b).max() <= 1e-6
+    g = np.random.default_rng(5).normal(size=a.shape).astype(np.float32)
+    ga, gb = binned.vertex_grad(m, cam, g), dense.vertex_grad(m, cam, g)
+    assert np.abs(gb).max() > 0 and np.abs(ga - gb).max() <= 1e-4 * np.abs(gb).max()
