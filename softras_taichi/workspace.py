@@ -295,9 +295,8 @@ def _release_all():
 backend._before_reset.append(_release_all)
 
 
-def _busy(ws, tape):
-    """Held for the backward of a tape that has not run it yet (other than `tape` itself
-    re-entering for the same owner is handled by the caller)."""
+def _busy(ws):
+    """Claimed by a ti.ad.Tape that has not run its backward yet."""
     t = ws.claim() if ws.claim is not None else None
     return t is not None and not t.gradient_evaluated
 
@@ -313,7 +312,7 @@ def acquire(owner):
     ws = next((w for w in _pool if w.owner is owner and tape is not None and w.claim is not None
                and w.claim() is tape), None)
     if ws is None:
-        ws = next((w for w in _pool if not _busy(w, tape)), None)
+        ws = next((w for w in _pool if not _busy(w)), None)
     if ws is None:
         ws = Workspace()
         _pool.append(ws)
