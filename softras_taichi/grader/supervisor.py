@@ -18,7 +18,7 @@ from . import channel
 
 MAX_RESTARTS = 3
 START_TIMEOUT = 60.0      # seconds for a fresh sandbox to say "ready"
-GRACE = 10.0              # seconds past a cell's own alarm before the tree is killed
+GRACE = 5.0               # seconds past a cell's own alarm before the tree is killed
 WATCH_PERIOD = 0.2        # seconds between two looks at the tree's memory
 
 
