@@ -54,13 +54,92 @@ class Limits:
                 f"cell, {self.processes} processes, files {self.file_mb} MB, output {self.output_mb:g} MB")
 
 
-def _rlimits(limits):
+class Cgroup:
+    """A cgroup of its own for one notebook (pids.max, memory limit), where the grader may
+    create one (root, or a delegated cgroup v2): the kernel then counts every process and
+    byte of the notebook's tree, whatever uid the sandbox maps to.  v2 and v1 layouts."""
+
+    ROOT = "/sys/fs/cgroup"
+
+    def __init__(self, limits):
+        self.dirs = []
+        name = f"softras-grade-{os.getpid()}-{os.urandom(4).hex()}"
+        mem = int(limits.memory_gb * (1 << 30))
+        if os.path.exists(os.path.join(self.ROOT, "cgroup.controllers")):         # v2, unified
+            d = os.path.join(self.ROOT + self._own("0"), name)
+            os.mkdir(d)
+            self.dirs.append(d)
+            self._write(d, "pids.max", limits.processes)
+            self._write(d, "memory.max", mem)
+            self._write(d, "memory.swap.max", 0, required=False)
+        else:                                                                      # v1, one tree per controller
+            for ctrl, files in (("pids", {"pids.max": limits.processes}),
+                                ("memory", {"memory.limit_in_bytes": mem, "memory.memsw.limit_in_bytes": mem})):
+                d = os.path.join(self.ROOT, ctrl + self._own(ctrl), name)
+                os.mkdir(d)
+                self.dirs.append(d)
+                for f, v in files.items():
+                    self._write(d, f, v, required=f != "memory.memsw.limit_in_bytes")
+
+    @staticmethod
+    def _own(controller):
+        with open("/proc/self/cgroup") as fh:
+            for line in fh:
+                num, ctrls, path = line.rstrip("\n").split(":", 2)
+                if (controller == "0" and num == "0") or controller in ctrls.split(","):
+                    return path.rstrip("/")
+        raise OSError(f"no {controller} cgroup")
+
+    @staticmethod
+    def _write(d, f, v, required=True):
+        try:
+            with open(os.path.join(d, f), "w") as fh:
+                fh.write(str(v))
+        except OSError:
+            if required:
+                raise
+
+    def enter(self):
+        """In the child before exec: move this process (and so all it starts) in."""
+        for d in self.dirs:
+            with open(os.path.join(d, "cgroup.procs"), "w") as fh:
+                fh.write(str(os.getpid()))
+
+    def remove(self):
+        for d in self.dirs:
+            for _ in range(50):
+                try:
+                    os.rmdir(d)
+                    break
+                except OSError:
+                    import time
+                    time.sleep(0.05)
+
+    @classmethod
+    def make_probe(cls):
+        c = cls.make(Limits())
+        if c is None:
+            return False
+        c.remove()
+        return True
+
+    @classmethod
+    def make(cls, limits):
+        try:
+            return cls(limits)
+        except (OSError, ValueError):
+            return None
+
+
+def _rlimits(limits, cgroup=None):
     """preexec_fn: the kernel-enforced limits, inherited by every process of the notebook."""
     mem = int(limits.memory_gb * (1 << 30))
     cpu = int(limits.notebook_s * max(1, os.cpu_count() or 1)) + 10
 
     def apply():
         os.setsid()
+        if cgroup is not None:
+            cgroup.enter()
         for res, value in ((resource.RLIMIT_AS, mem), (resource.RLIMIT_CPU, cpu),
                            (resource.RLIMIT_NPROC, limits.processes),
                            (resource.RLIMIT_FSIZE, limits.file_mb << 20),
@@ -124,8 +203,10 @@ class Bubblewrap(Sandbox):
         self.bwrap = shutil.which("bwrap")
 
     def describe(self):
+        limits = ("a cgroup per notebook (pids.max, memory limit) + rlimits" if Cgroup.make_probe()
+                  else "rlimits + a memory and process watchdog")
         return (f"bubblewrap ({self.bwrap}): user, pid, net, ipc, uts, mount namespaces; uid {self.uid}; "
-                "read-only system and package binds; private tmpfs home; no network")
+                f"read-only system and package binds; private tmpfs home; no network; {limits}")
 
     def argv(self, limits, notebook_fd, seed_cache, write_cache):
         a = [self.bwrap, "--unshare-all", "--unshare-user", "--uid", str(self.uid), "--gid", str(self.uid),
@@ -151,13 +232,19 @@ class Bubblewrap(Sandbox):
         env = _base_env(env)
         if seed_cache and not write_cache:
             env["SOFTRAS_GRADER_SEED_CACHE"] = SEED_CACHE
+        cgroup = Cgroup.make(limits)
         try:
             proc = subprocess.Popen(self.argv(limits, nb_fd, seed_cache, write_cache), stdin=subprocess.PIPE,
                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, pass_fds=(nb_fd,),
-                                    preexec_fn=_rlimits(limits), close_fds=True)
+                                    preexec_fn=_rlimits(limits, cgroup), close_fds=True)
+        except BaseException:
+            if cgroup:
+                cgroup.remove()
+            raise
         finally:
             os.close(nb_fd)
-        return proc, lambda: None
+        self.cgroup_used = cgroup is not None
+        return proc, (cgroup.remove if cgroup else (lambda: None))
 
 
 class Docker(Sandbox):
