@@ -14,9 +14,10 @@ Mechanisms, chosen by `--sandbox` (default `auto`: the first that works here):
 * `unsafe`: no isolation at all, only rlimits and a temporary working directory; only
   with `--unsafe`, for a machine where nothing else exists and the notebooks are trusted.
 
-Limits on every mechanism: memory (RLIMIT_AS per process, plus a watchdog over the
-resident memory of the notebook's whole process tree), CPU time, processes, file size,
-open files; the wall time per cell and per notebook and the captured output are enforced
+Limits on every mechanism: memory (a cgroup per notebook where the grader can create one,
+else a watchdog over the proportional resident memory of the notebook's whole process
+tree; plus RLIMIT_AS per process), processes (the cgroup's pids.max, RLIMIT_NPROC), CPU
+time, file size, open files; the wall time per cell and per notebook and the captured output are enforced
 by the supervisor (`supervisor.py`).
 """
 import dataclasses
@@ -99,6 +100,20 @@ class Cgroup:
             if required:
                 raise
 
+    def oom_killed(self):
+        """Whether the kernel killed a process of this cgroup for memory."""
+        for d in self.dirs:
+            for f, key in (("memory.events", "oom_kill"), ("memory.oom_control", "oom_kill")):
+                try:
+                    with open(os.path.join(d, f)) as fh:
+                        for line in fh:
+                            k, _, v = line.partition(" ")
+                            if k == key and int(v) > 0:
+                                return True
+                except (OSError, ValueError):
+                    pass
+        return False
+
     def enter(self):
         """In the child before exec: move this process (and so all it starts) in."""
         for d in self.dirs:
@@ -132,8 +147,11 @@ class Cgroup:
 
 
 def _rlimits(limits, cgroup=None):
-    """preexec_fn: the kernel-enforced limits, inherited by every process of the notebook."""
-    mem = int(limits.memory_gb * (1 << 30))
+    """preexec_fn: the kernel-enforced limits, inherited by every process of the notebook.
+    The address space gets 2 GiB more than the memory limit: Taichi reserves a 1 GiB pool
+    and LLVM more at start, virtual memory that is never resident; the resident memory
+    is what the cgroup (or the supervisor's watchdog) holds to the limit."""
+    mem = int((limits.memory_gb + 2) * (1 << 30))
     cpu = int(limits.notebook_s * max(1, os.cpu_count() or 1)) + 10
 
     def apply():
@@ -159,14 +177,17 @@ def _runtime_paths():
     repo = os.path.dirname(package)
     paths = ["/usr", "/lib", "/lib64", "/lib32", "/bin", "/sbin", "/etc/alternatives", "/etc/ld.so.cache",
              "/etc/ssl", "/etc/localtime"]
-    paths += [sys.prefix, sys.base_prefix, sys.exec_prefix, os.path.dirname(os.path.realpath(sys.executable))]
+    prefixes = [sys.prefix, sys.base_prefix, sys.exec_prefix]
+    paths += prefixes + [os.path.dirname(os.path.realpath(sys.executable))]
     for p in sys.path:
+        # installed packages only: never the grader's working directory, a test folder or a
+        # "lenient" editable install's repository root that happen to be on sys.path
         if not p or not os.path.isabs(p):
             continue
         p = os.path.abspath(p)
-        if p == repo:           # a "lenient" editable install puts the repository on sys.path
-            continue
-        paths.append(p)
+        if p != repo and (any(p.startswith(q.rstrip("/") + "/") for q in prefixes)
+                          or os.path.basename(p) in ("site-packages", "dist-packages")):
+            paths.append(p)
     paths.append(package)
     out = []
     for p in paths:
@@ -220,7 +241,7 @@ class Bubblewrap(Sandbox):
             a += ["--bind", write_cache, f"{HOME}/.cache"]
         elif seed_cache:
             a += ["--ro-bind", seed_cache, SEED_CACHE]
-        a += ["--chdir", HOME, "--", sys.executable, "-m", "softras_taichi.grader.harness"]
+        a += ["--remount-ro", "/", "--chdir", HOME, "--", sys.executable, "-m", "softras_taichi.grader.harness"]
         return a
 
     def start(self, notebook_bytes, limits, env, seed_cache=None, write_cache=None):
@@ -243,7 +264,7 @@ class Bubblewrap(Sandbox):
             raise
         finally:
             os.close(nb_fd)
-        self.cgroup_used = cgroup is not None
+        proc.cgroup = cgroup
         return proc, (cgroup.remove if cgroup else (lambda: None))
 
 

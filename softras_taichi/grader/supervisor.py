@@ -69,10 +69,21 @@ def _tree(root):
     return out
 
 
-def _rss(pids):
+def _memory(pids):
+    """Bytes the processes use: their proportional set size (shared pages split between
+    the processes sharing them, so a fork does not count twice), else their RSS."""
     page = os.sysconf("SC_PAGE_SIZE")
     total = 0
     for p in pids:
+        try:
+            with open(f"/proc/{p}/smaps_rollup") as fh:
+                for line in fh:
+                    if line.startswith("Pss:"):
+                        total += int(line.split()[1]) * 1024
+                        break
+            continue
+        except (OSError, ValueError, IndexError):
+            pass
         try:
             with open(f"/proc/{p}/statm") as fh:
                 total += int(fh.read().split()[1]) * page
@@ -109,7 +120,7 @@ class Process:
         while not self._stop.wait(WATCH_PERIOD):
             if self.proc.poll() is not None:
                 return
-            rss = _rss(_tree(self.proc.pid))
+            rss = _memory(_tree(self.proc.pid))
             self.peak = max(self.peak, rss)
             if rss > limit:
                 self.kill(f"it used more than {self.limits.memory_gb:g} GiB of memory")
@@ -143,6 +154,9 @@ class Process:
                 raise Gone(self.killed) from None
             code = self.proc.returncode
             why = "its process died" + (f" (exit status {code})" if code not in (None, -9) else "")
+            cgroup = getattr(self.proc, "cgroup", None)
+            if cgroup is not None and cgroup.oom_killed():
+                why = f"it used more than {self.limits.memory_gb:g} GiB of memory"
             if isinstance(exc, channel.ChannelError) and "closed" not in str(exc):
                 why = f"its process sent something that is not a grader message ({exc})"
             raise Gone(why) from None
