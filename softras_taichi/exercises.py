@@ -39,33 +39,31 @@ class MarkerError(ValueError):
     """Unbalanced or nested solution markers."""
 
 
-def _marker(line):
-    s = line.strip()
-    if s == BEGIN:
-        return "begin"
-    if s == END:
-        return "end"
-    return None
+def marked_regions(source, begin=BEGIN, end=END, what="solution region", error=MarkerError):
+    """[(first, last)] line indices (0-based, markers included) of the regions between a
+    line `begin` and a line `end` of a cell's source; raises `error` on a nested or
+    unterminated region."""
+    regions, start = [], None
+    for i, line in enumerate(source.split("\n")):
+        s = line.strip()
+        if s == begin:
+            if start is not None:
+                raise error(f"line {i + 1}: '{begin}' inside another {what}")
+            start = i
+        elif s == end:
+            if start is None:
+                raise error(f"line {i + 1}: '{end}' without a '{begin}' before it")
+            regions.append((start, i))
+            start = None
+    if start is not None:
+        raise error(f"line {start + 1}: '{begin}' is never closed by '{end}'")
+    return regions
 
 
 def solution_regions(source):
     """[(first, last)] line indices (0-based, markers included) of the solution regions
     of a cell's source; raises MarkerError on a nested or unterminated region."""
-    regions, start = [], None
-    for i, line in enumerate(source.split("\n")):
-        kind = _marker(line)
-        if kind == "begin":
-            if start is not None:
-                raise MarkerError(f"line {i + 1}: '{BEGIN}' inside another solution region")
-            start = i
-        elif kind == "end":
-            if start is None:
-                raise MarkerError(f"line {i + 1}: '{END}' without a '{BEGIN}' before it")
-            regions.append((start, i))
-            start = None
-    if start is not None:
-        raise MarkerError(f"line {start + 1}: '{BEGIN}' is never closed by '{END}'")
-    return regions
+    return marked_regions(source)
 
 
 def strip_solutions(source, only=None):

@@ -74,22 +74,33 @@ def _clean(nb):
     return nb
 
 
-def nbgrader_notebook(ex, data):
-    """The nbgrader source notebook of exercise `ex` with the recorded `data`."""
+def _cells(nb):
+    """(cell or None, whether it holds solution regions, [hidden-test sources]) for each
+    cell of a cleaned solution notebook: the cell without its hidden tests (None when
+    nothing else was in it)."""
     from ..exercises import solution_regions
 
-    nb = _clean(ex.nb)
-    cells = []
     for c in nb.cells:
         if c.cell_type != "code":
-            cells.append(c)
+            yield c, False, []
             continue
         visible, hiddens = split_hidden(c.source)
+        keep = None
         if visible.strip():
             c.source = visible.strip("\n") if hiddens else visible
-            if solution_regions(c.source):
-                c.metadata["nbgrader"] = {"grade": False, "solution": True, "locked": False,
-                                          "grade_id": f"answer-{c.get('id') or len(cells)}", "schema_version": 3}
+            keep = c
+        yield keep, bool(keep is not None and solution_regions(keep.source)), hiddens
+
+
+def nbgrader_notebook(ex, data):
+    """The nbgrader source notebook of exercise `ex` with the recorded `data`."""
+    cells = []
+    nb = _clean(ex.nb)
+    for c, answer, hiddens in _cells(nb):
+        if answer:
+            c.metadata["nbgrader"] = {"grade": False, "solution": True, "locked": False,
+                                      "grade_id": f"answer-{c.get('id') or len(cells)}", "schema_version": 3}
+        if c is not None:
             cells.append(c)
         for h in hiddens:
             for chk in _hidden_checks(h):
@@ -109,23 +120,15 @@ def _raw(text):
 
 def otter_notebook(ex, data, parts):
     """The Otter Assign master notebook of exercise `ex`; parts: {check: [weights]}."""
-    from ..exercises import solution_regions
-
     nb = _clean(ex.nb)
     cells = [_raw("# ASSIGNMENT CONFIG\ninit_cell: false\ncheck_all_cell: false\nexport_cell: false\n"
                   "run_tests: false\nsave_environment: false\ntests:\n  files: false\n  ok_format: true")]
     pending = []
-    for c in nb.cells:
-        if c.cell_type != "code":
+    for c, answer, hiddens in _cells(nb):
+        if answer:      # Otter strips solutions inside its SOLUTION blocks
+            pending += [_raw("# BEGIN SOLUTION"), c, _raw("# END SOLUTION")]
+        elif c is not None:
             pending.append(c)
-            continue
-        visible, hiddens = split_hidden(c.source)
-        if visible.strip():
-            c.source = visible.strip("\n") if hiddens else visible
-            if solution_regions(c.source):      # Otter strips solutions inside its SOLUTION blocks
-                pending += [_raw("# BEGIN SOLUTION"), c, _raw("# END SOLUTION")]
-            else:
-                pending.append(c)
         for h in hiddens:
             checks = _hidden_checks(h)
             if not checks:

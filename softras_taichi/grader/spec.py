@@ -35,21 +35,9 @@ def code(source):
 
 def hidden_regions(source):
     """[(first, last)] line indices (markers included) of the hidden-test regions of a cell."""
-    out, start = [], None
-    for i, line in enumerate(source.split("\n")):
-        s = line.strip()
-        if s == HIDDEN_BEGIN:
-            if start is not None:
-                raise SpecError(f"line {i + 1}: '{HIDDEN_BEGIN}' inside another hidden-test region")
-            start = i
-        elif s == HIDDEN_END:
-            if start is None:
-                raise SpecError(f"line {i + 1}: '{HIDDEN_END}' without a '{HIDDEN_BEGIN}' before it")
-            out.append((start, i))
-            start = None
-    if start is not None:
-        raise SpecError(f"line {start + 1}: '{HIDDEN_BEGIN}' is never closed by '{HIDDEN_END}'")
-    return out
+    from ..exercises import marked_regions
+
+    return marked_regions(source, HIDDEN_BEGIN, HIDDEN_END, "hidden-test region", SpecError)
 
 
 def split_hidden(source):
