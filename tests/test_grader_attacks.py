@@ -215,3 +215,37 @@ def test_what_the_instructor_is_told(attacked):
     assert msg["eye_position"].startswith("you called `softras_taichi.camera.Camera`")
     assert "write it yourself" in msg["look_at"] and report["sandbox"] == "bwrap"
     assert spec.load_exercise(os.path.join(SOLUTIONS, EXERCISE + ".ipynb")).max_score == 7.0
+
+
+def test_killing_the_grader_loses_no_row_and_leaves_no_sandbox(tmp_path):
+    """SIGKILL the grader in the middle of a folder: the gradebook holds every row graded
+    so far (and nothing half-written), and the sandboxes die with it."""
+    import signal
+    import subprocess
+    import sys
+
+    from grading import ENV
+
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    for i in range(4):
+        nb = cheat(honest=list(HONEST))
+        if i == 3:      # the last one hangs: the grader is killed while it runs
+            nb.cells.append(nbformat.v4.new_code_cell(
+                "import subprocess, sys\nsubprocess.run([sys.executable, '-c', 'import time; time.sleep(600)', "
+                "'softras-hang-marker'])"))
+        write(nb, subs / f"s{i}.ipynb")
+    grades = tmp_path / "grades.csv"
+    proc = subprocess.Popen([sys.executable, "-m", "softras_taichi", "grade", str(subs), "--solutions", SOLUTIONS,
+                             "--csv", str(grades), "--exercise", EXERCISE, "--timeout", "300"],
+                            env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and not processes_with("softras-hang-marker"):
+        time.sleep(0.5)
+    assert processes_with("softras-hang-marker"), "the hanging notebook never started"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    rows = list(csv.DictReader(grades.open()))
+    assert [r["student"] for r in rows] == ["s0", "s1", "s2"] and all(r["score"] == "7.0" for r in rows)
+    time.sleep(1)
+    assert processes_with("softras-hang-marker") == []
