@@ -3,12 +3,13 @@
     softras-taichi render MESH.obj --elevation 30 --azimuth 45 --size 256 --out img.png
     softras-taichi fit TARGET.obj --views 24 --size 64 --out DIR
     softras-taichi demo [--out DIR]
-    softras-taichi grade NOTEBOOK.ipynb --json OUT.json      (or a FOLDER of them: --csv OUT.csv)
+    softras-taichi grade NOTEBOOK.ipynb --solutions DIR --json OUT.json   (or a FOLDER: --csv OUT.csv)
+    softras-taichi export --nbgrader DIR | --otter DIR | --canvas OUT.csv --gradebook grades.csv
     softras-taichi exercises [--solutions DIR] [--out DIR] [--check]
 
 render, fit and demo take `--arch {auto,cpu,cuda,vulkan,metal}` (default auto) and start
-Taichi with `sr.init(arch)` before doing anything else; grade passes it on to the
-notebook's kernel (TI_ARCH), and exercises needs no Taichi at all.  Bad input (a missing file, a
+Taichi with `sr.init(arch)` before doing anything else; grade passes it on to each
+notebook's sandboxed process (TI_ARCH, default cpu), and exercises needs no Taichi at all.  Bad input (a missing file, a
 wrong value) prints one line `softras-taichi: error: ...` and exits with status 2.
 """
 import argparse
@@ -98,27 +99,64 @@ def build_parser():
     _add_arch(p)
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("grade", help="run an exercise notebook in a fresh kernel and grade its checks",
-                       description="Run NOTEBOOK in a fresh kernel, grade its checks, print a table and "
-                                   "optionally write {score, max_score, checks: [...]} as JSON. Given a "
-                                   "FOLDER of submissions (FOLDER/<student>.ipynb or FOLDER/<student>/*.ipynb), "
-                                   "grade each and write a CSV with one row per student.")
+    p = sub.add_parser("grade", help="grade an exercise notebook (or a folder of them) in a sandbox",
+                       description="Run NOTEBOOK in a sandbox, call its functions on inputs drawn now, compare "
+                                   "with the instructor's solution notebook (--solutions DIR), print a table and "
+                                   "optionally write {score, max_score, checks: [...]} as JSON. Given a FOLDER of "
+                                   "submissions, grade each in its own sandbox and write a gradebook CSV.")
     p.add_argument("notebook", metavar="NOTEBOOK.ipynb|FOLDER", help="the student notebook, or a folder of them")
+    p.add_argument("--solutions", default=None, metavar="DIR",
+                   help="the instructor's solution notebooks, with the hidden tests (default: ./solutions)")
+    p.add_argument("--reference", default=None, metavar="SOLUTION.ipynb",
+                   help="grade against this one solution notebook instead of --solutions")
     p.add_argument("--json", default=None, metavar="OUT.json",
                    help="write the grade report here (a folder: every student's reports)")
     p.add_argument("--csv", default=None, metavar="OUT.csv",
-                   help="a folder: where to write the grades (default: FOLDER/grades.csv)")
-    p.add_argument("--timeout", type=int, default=None,
-                   help="per-cell timeout in seconds (default: the grader's default)")
-    p.add_argument("--reference", default=None, metavar="SOLUTION.ipynb",
-                   help="take the check cells and points from this notebook (the instructor's), "
-                        "not from the submission")
+                   help="a folder: where to write the gradebook (default: ./grades.csv)")
+    p.add_argument("--roster", default=None, metavar="ROSTER.csv",
+                   help="a folder: map file names to student ids (columns file, id, name, email, sis_login, section)")
+    p.add_argument("--exercise", default=None, metavar="NAME",
+                   help="a folder: grade only this exercise; other notebooks are listed as not graded")
     p.add_argument("--pattern", default="*.ipynb", help="a folder: which notebooks to grade (default: *.ipynb)")
     p.add_argument("--jobs", type=int, default=1, help="a folder: notebooks graded at once (default: 1)")
-    p.add_argument("--executed", default=None, metavar="OUT.ipynb",
-                   help="one notebook: also write the executed notebook (with outputs) here")
-    _add_arch(p)
+    p.add_argument("--sandbox", default="auto", choices=("auto", "bwrap", "docker", "unsafe"),
+                   help="isolation of each notebook (default: auto = bubblewrap, else docker)")
+    p.add_argument("--unsafe", action="store_true",
+                   help="allow grading WITHOUT isolation where no sandbox works (trusted notebooks only)")
+    p.add_argument("--docker-image", default=None, metavar="IMAGE",
+                   help="--sandbox docker: an image with softras-taichi installed (default: softras-taichi-grader)")
+    p.add_argument("--timeout", type=float, default=None, metavar="S", help="seconds per cell (default: 120)")
+    p.add_argument("--time-limit", type=float, default=None, metavar="S",
+                   help="seconds per notebook, cells and checks together (default: 300)")
+    p.add_argument("--memory", type=float, default=None, metavar="GB",
+                   help="memory of a notebook's processes together (default: 4)")
+    p.add_argument("--output-mb", type=float, default=None, metavar="MB",
+                   help="output kept per notebook; the rest is dropped and reported (default: 10)")
+    p.add_argument("--seed", type=int, default=None,
+                   help="seed of the grading inputs, to reproduce a grade (default: a new one per run, from os.urandom)")
+    p.add_argument("--arch", default="cpu", choices=ARCH_CHOICES,
+                   help="Taichi backend of the notebooks (default: cpu, reproducible)")
     p.set_defaults(func=cmd_grade)
+
+    p = sub.add_parser("export", help="nbgrader / otter-grader source notebooks, or a gradebook for an LMS",
+                       description="--nbgrader DIR / --otter DIR: write source notebooks those tools grade "
+                                   "(from --solutions). --canvas/--moodle/--gradescope OUT.csv: convert a "
+                                   "gradebook (--gradebook grades.csv) into that system's import layout.")
+    p.add_argument("--solutions", default=None, metavar="DIR", help="the solution notebooks (default: ./solutions)")
+    p.add_argument("--reference", default=None, metavar="SOLUTION.ipynb", help="export only this solution notebook")
+    p.add_argument("--nbgrader", default=None, metavar="DIR", help="write nbgrader source notebooks into DIR")
+    p.add_argument("--otter", default=None, metavar="DIR", help="write otter-grader assign notebooks into DIR")
+    p.add_argument("--gradebook", default=None, metavar="grades.csv", help="the gradebook to convert")
+    p.add_argument("--roster", default=None, metavar="ROSTER.csv", help="names, emails, SIS ids for the LMS")
+    p.add_argument("--assignment", default=None, metavar="NAME", help="the LMS assignment (column) name")
+    p.add_argument("--canvas", default=None, metavar="OUT.csv", help="Canvas gradebook import layout")
+    p.add_argument("--moodle", default=None, metavar="OUT.csv", help="Moodle grade import layout")
+    p.add_argument("--gradescope", default=None, metavar="OUT.csv", help="Gradescope score upload layout")
+    p.add_argument("--sandbox", default="auto", choices=("auto", "bwrap", "docker", "unsafe"),
+                   help="where the solution runs to record the hidden tests' data (default: auto)")
+    p.add_argument("--unsafe", action="store_true", help="allow --sandbox unsafe")
+    p.add_argument("--seed", type=int, default=None, help="seed of the recorded hidden-test inputs")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("exercises", help="generate the student notebooks (exercises/) from the solutions",
                        description="Turn every SOLUTIONS/*.ipynb into OUT/*.ipynb: each region between "
@@ -230,11 +268,21 @@ def cmd_demo(args):
 
 
 def cmd_grade(args):
-    grade = _lazy("grader", "cli_grade")
+    grade = _lazy("grader.cli", "cli_grade")
     if not os.path.isdir(args.notebook):
         _require_file(args.notebook, "notebook")
-    # no _init here: each notebook starts Taichi in its own kernel (--arch is passed on as TI_ARCH)
-    return grade(args)
+    # no _init here: each notebook starts Taichi in its own sandboxed process (--arch is passed on as TI_ARCH)
+    try:
+        return grade(args)
+    except RuntimeError as exc:
+        raise CLIError(str(exc)) from None
+
+
+def cmd_export(args):
+    try:
+        return _lazy("grader.cli", "cli_export")(args)
+    except RuntimeError as exc:
+        raise CLIError(str(exc)) from None
 
 
 def cmd_exercises(args):

@@ -7,11 +7,16 @@ recognise too).  In the exercise each such region, markers included, becomes
     # YOUR CODE HERE
     raise NotImplementedError
 
-at the indentation of its `# BEGIN SOLUTION` line, and every code cell loses its
-outputs and execution count.  Everything else (markdown, setup and check cells, cell
-ids, the notebook's kernelspec) is copied as it is, so the same check cells grade
-both notebooks.  The output is a pure function of the input: exercises/ is never
-edited by hand, and `--check` (used by the tests) says whether it is up to date.
+at the indentation of its `# BEGIN SOLUTION` line; every hidden-test region
+(`### BEGIN HIDDEN TESTS` ... `### END HIDDEN TESTS`, the graded checks) disappears,
+markers included, and a cell left empty goes with it; every code cell loses its outputs
+and execution count; the `summary()` cell learns the feedback checks and the hidden
+points (`summary(expected={...}, hidden=N)`); and the notebook's metadata says which
+exercise it is (`"softras": {"exercise": "<name>"}`: the grader identifies submissions
+by it, not by their file names).  Everything else (markdown, setup and feedback check
+cells, cell ids, the kernelspec) is copied as it is.  The output is a pure function of
+the input: exercises/ is never edited by hand, and `--check` (used by the tests) says
+whether it is up to date.
 
     python -m softras_taichi.exercises                 # solutions/ -> exercises/
     python -m softras_taichi.exercises --check         # exit 1 if exercises/ is stale
@@ -34,33 +39,31 @@ class MarkerError(ValueError):
     """Unbalanced or nested solution markers."""
 
 
-def _marker(line):
-    s = line.strip()
-    if s == BEGIN:
-        return "begin"
-    if s == END:
-        return "end"
-    return None
+def marked_regions(source, begin=BEGIN, end=END, what="solution region", error=MarkerError):
+    """[(first, last)] line indices (0-based, markers included) of the regions between a
+    line `begin` and a line `end` of a cell's source; raises `error` on a nested or
+    unterminated region."""
+    regions, start = [], None
+    for i, line in enumerate(source.split("\n")):
+        s = line.strip()
+        if s == begin:
+            if start is not None:
+                raise error(f"line {i + 1}: '{begin}' inside another {what}")
+            start = i
+        elif s == end:
+            if start is None:
+                raise error(f"line {i + 1}: '{end}' without a '{begin}' before it")
+            regions.append((start, i))
+            start = None
+    if start is not None:
+        raise error(f"line {start + 1}: '{begin}' is never closed by '{end}'")
+    return regions
 
 
 def solution_regions(source):
     """[(first, last)] line indices (0-based, markers included) of the solution regions
     of a cell's source; raises MarkerError on a nested or unterminated region."""
-    regions, start = [], None
-    for i, line in enumerate(source.split("\n")):
-        kind = _marker(line)
-        if kind == "begin":
-            if start is not None:
-                raise MarkerError(f"line {i + 1}: '{BEGIN}' inside another solution region")
-            start = i
-        elif kind == "end":
-            if start is None:
-                raise MarkerError(f"line {i + 1}: '{END}' without a '{BEGIN}' before it")
-            regions.append((start, i))
-            start = None
-    if start is not None:
-        raise MarkerError(f"line {start + 1}: '{BEGIN}' is never closed by '{END}'")
-    return regions
+    return marked_regions(source)
 
 
 def strip_solutions(source, only=None):
@@ -104,21 +107,49 @@ def solution_code(source):
     return [ln for first, last in solution_regions(source) for ln in lines[first + 1:last]]
 
 
-def make_exercise(nb):
-    """The exercise notebook (a new nbformat node) of a solution notebook."""
+def _summary_call(nb):
+    """`summary(expected={...}, hidden=N)` for the exercise of the solution `nb`."""
+    from .grader.spec import Exercise, scan_checks
+
+    feedback = {name: points for name, points, _ in scan_checks(nb)}
+    try:
+        graded = {c.name: c.points for c in Exercise("?", nb).checks}
+    except ValueError:
+        graded = {}
+    hidden = sum(p for n, p in graded.items() if n not in feedback)
+    body = ", ".join(f"{n!r}: {p:g}" for n, p in feedback.items())
+    return f"summary(expected={{{body}}}, hidden={hidden:g})"
+
+
+def make_exercise(nb, name=None):
+    """The exercise notebook (a new nbformat node) of a solution notebook; `name` (the
+    exercise, e.g. the solution's file stem) goes into its metadata."""
+    from .grader.spec import SpecError, split_hidden
+
     ex = copy.deepcopy(nb)
     for key in VOLATILE_NB_METADATA:
         ex.metadata.pop(key, None)
+    if name:
+        ex.metadata["softras"] = {"exercise": name}
+    summary = _summary_call(nb)
+    cells = []
     for index, cell in enumerate(ex.cells):
         for key in VOLATILE_CELL_METADATA:
             cell.metadata.pop(key, None)
         if cell.cell_type == "code":
             try:
-                cell.source = strip_solutions(cell.source)
-            except MarkerError as exc:
+                visible, hidden = split_hidden(cell.source)
+                cell.source = strip_solutions(visible.strip("\n") if hidden else visible)
+            except (MarkerError, SpecError) as exc:
                 raise MarkerError(f"cell {index}: {exc}") from None
+            if hidden and not cell.source.strip():
+                continue  # a hidden-tests cell: nothing of it in the exercise
+            if cell.source.strip() == "summary()":
+                cell.source = summary
             cell.outputs = []
             cell.execution_count = None
+        cells.append(cell)
+    ex.cells = cells
     return ex
 
 
@@ -139,7 +170,7 @@ def expected_exercises(solutions="solutions"):
         if name.endswith(".ipynb") and not name.startswith("."):
             nb = nbformat.read(os.path.join(solutions, name), as_version=4)
             try:
-                out[name] = render(make_exercise(nb))
+                out[name] = render(make_exercise(nb, os.path.splitext(name)[0]))
             except MarkerError as exc:
                 raise MarkerError(f"{os.path.join(solutions, name)}: {exc}") from None
     return out

@@ -3,6 +3,8 @@
 * exercises/ is byte for byte what `python -m softras_taichi.exercises` writes;
 * every solution region became `# YOUR CODE HERE` + `raise NotImplementedError`, and no line
   of any solution region appears in any exercise notebook;
+* hidden tests are gone from the exercises, which name their exercise in their metadata and
+  whose summary() knows every feedback check and the hidden points;
 * exercises hold no outputs; solutions are committed executed, without errors;
 * the generator itself: indentation, several regions per cell, bad markers, --check.
 """
@@ -14,7 +16,8 @@ import nbformat
 import pytest
 
 from softras_taichi import exercises as gen
-from softras_taichi.grader import scan_checks
+from softras_taichi.grader import spec
+from softras_taichi.grader.spec import scan_checks
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SOLUTIONS = os.path.join(ROOT, "solutions")
@@ -70,11 +73,15 @@ def test_solution_shape(name):
 @pytest.mark.parametrize("name", NAMES)
 def test_exercise_placeholders(name):
     sol, ex = read(SOLUTIONS, name), read(EXERCISES, name)
-    assert len(sol.cells) == len(ex.cells)
+    by_id = {c.get("id"): c for c in sol.cells}
+    hidden_only = [c for c in sol.cells if c.cell_type == "code" and spec.hidden_regions(c.source)
+                   and not spec.split_hidden(c.source)[0].strip()]
+    assert len(ex.cells) == len(sol.cells) - len(hidden_only)
     n_regions = len(gen.regions(sol))
     placeholders = 0
-    for s, e in zip(sol.cells, ex.cells):
-        assert s.cell_type == e.cell_type and s.get("id") == e.get("id")
+    for e in ex.cells:
+        s = by_id[e.get("id")]
+        assert s.cell_type == e.cell_type
         if e.cell_type != "code":
             assert e.source == s.source
             continue
@@ -87,8 +94,38 @@ def test_exercise_placeholders(name):
                 indent = line[: len(line) - len(line.lstrip())]
                 assert lines[i + 1] == indent + "raise NotImplementedError"
     assert placeholders == n_regions
-    # the check cells are the instructor's, unchanged
-    assert scan_checks(sol) == scan_checks(ex)
+    # the feedback check cells are the instructor's, unchanged
+    assert [c[:2] for c in scan_checks(sol)] == [c[:2] for c in scan_checks(ex)]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_hidden_tests_stay_with_the_instructor(name):
+    """The graded checks live only in the solution; the exercise says which exercise it is,
+    and its summary() counts every feedback check (run or not) and the hidden points."""
+    sol, ex = read(SOLUTIONS, name), read(EXERCISES, name)
+    exercise = spec.Exercise(name[:-6], sol)
+    assert exercise.checks and ex.metadata["softras"] == {"exercise": name[:-6]}
+    text = "\n".join(c.source for c in ex.cells)
+    assert spec.HIDDEN_BEGIN not in text and spec.HIDDEN_END not in text and "@graded" not in text
+    assert "reference" not in text and "ref." not in text
+    summary = [c.source for c in ex.cells if c.source.startswith("summary(")]
+    feedback = {n: p for n, p, _ in scan_checks(ex)}
+    hidden = sum(c.points for c in exercise.checks if c.name not in feedback)
+    assert summary == [f"summary(expected={feedback!r}, hidden={hidden:g})".replace(".0,", ",").replace(".0}", "}")]
+    # every graded check but the hidden ones has a feedback check of the same name and points
+    assert {n: p for n, p in feedback.items()} == {c.name: c.points for c in exercise.checks if c.name in feedback}
+
+
+def test_the_package_ships_no_reference_answers():
+    import softras_taichi.grader as grader
+
+    assert not hasattr(grader, "reference")
+    pkg = os.path.join(ROOT, "softras_taichi")
+    for root, _, files in os.walk(pkg):
+        for f in files:
+            if f.endswith(".py"):
+                src = open(os.path.join(root, f), encoding="utf-8").read()
+                assert "class reference" not in src, f
 
 
 def test_no_solution_line_appears_in_any_exercise():

@@ -1,49 +1,41 @@
 """The grader, and the proof that it grades the course's notebooks.
 
-Unit tests of the checks API run in-process.  Everything else runs notebooks the way an
-instructor does, `grade_notebook` = a fresh Jupyter kernel per notebook:
+In-process unit tests: the checks' messages and partial credit, feedback checks and
+summary(), the data-only channel, the static "you called the library" detection, the
+instructor's spec (hidden tests, points), the gradebook and the LMS exports, the plain
+install.  Then the course: every solution notebook scores 100 %, every untouched exercise
+0, blanking any one solution region lowers the score, plausible wrong answers lose points
+— each graded the way an instructor does (a reference run of the solution, a sandboxed run
+of the submission, compared here), on inputs drawn for this run.
 
-* every solution notebook scores 100 %, every untouched exercise scores 0;
-* blanking any one solution region lowers the score (every region of every notebook);
-* plausible wrong answers lose points (flipped δ, σ on d, no max-shift, wrong background...);
-* a student exception, an endless Python loop, an endless Taichi kernel or a crashed kernel
-  costs only the checks that depend on it;
-* `softras-taichi grade` writes the JSON and the table, and a folder gives a CSV.
-
-Cost (CI has 2 cores): each grading is a full, fresh-kernel run of one notebook. That is the
-honest test of "blanking a region lowers the score": a shared kernel session would let
-values computed by the solved version leak into the blanked one. It stays cheap because the
-notebooks are tiny (16-48 px images, a few kernels, ~3-6 s each with Taichi's offline
-cache, which the first runs fill), and the independent runs are spread over two worker
-processes, graded once per session and shared by the parametrized tests below.
+Cost (CI has 2 cores): ~50 notebook runs in sandboxes, two at a time, ~3 min; they stay
+cheap because the notebooks are tiny and the sandboxes start from the kernel cache that
+the reference runs compile.
 """
 import csv
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 
 import nbformat
 import numpy as np
 import pytest
 
+from grading import ENV, EXERCISES, NAMES, ROOT, SOLUTIONS, cli, notebook, read, write
 from softras_taichi import exercises as gen
-from softras_taichi import grader
-from softras_taichi.grader import Check, check
+from softras_taichi.grader import Check, channel, check, feedback, spec, static
+from softras_taichi.grader.gradebook import (Gradebook, export_lms, find_submissions, read_gradebook,
+                                             read_roster, roster_match)
+from softras_taichi.grader.grade import Reference, compare, grade_notebook
+from softras_taichi.grader.sandbox import Limits, choose
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SOLUTIONS = os.path.join(ROOT, "solutions")
-EXERCISES = os.path.join(ROOT, "exercises")
-NAMES = sorted(n for n in os.listdir(SOLUTIONS) if n.endswith(".ipynb"))
-ENV = dict(os.environ, TI_ARCH="x64", ENABLE_TAICHI_HEADER_PRINT="0")
 WORKERS = 2
-CELL_TIMEOUT = 240
 
 
-# =========================================================================== checks API (in-process)
+# =========================================================================== checks and their messages
 
 def test_close_passes_within_tolerance():
     t = Check("c", 2)
@@ -87,47 +79,24 @@ def test_equal_and_partial_credit_by_weight():
     assert "index [1]: expected 0, got 1" in t.message and "Hint: look again" in t.message
 
 
-def run_check(monkeypatch, tmp_path, body, **kw):
-    results = tmp_path / "results.jsonl"
-    monkeypatch.setenv(grader.RESULTS_ENV, str(results))
-    c = check("the check", **kw)(body)
-    lines = [json.loads(x) for x in results.read_text().splitlines()]
-    assert lines[-1]["name"] == "the check" and lines[-1]["points"] == c.points
-    return c
-
-
-def test_check_records_and_prints(monkeypatch, tmp_path, capsys):
-    c = run_check(monkeypatch, tmp_path, lambda t: t.close(1.0, 1.0), points=2)
+def test_feedback_check_prints_and_catches(capsys):
+    c = check("the check", points=2)(lambda t: t.close(1.0, 1.0))
     assert c.points == 2 and "✔ the check: 2/2 points" in capsys.readouterr().out
-    c = run_check(monkeypatch, tmp_path, lambda t: t.close(1.0, 2.0), points=2)
+    c = check("the check", points=2)(lambda t: t.close(1.0, 2.0))
     assert c.points == 0 and "✘ the check: 0/2 points — the result" in capsys.readouterr().out
 
-
-def test_student_exceptions_cost_the_check_only(monkeypatch, tmp_path):
     def not_done(t):
         raise NotImplementedError
 
     def buggy(t):
         return [][1]
 
-    def wrong(t):
-        assert 1 + 1 == 3, "arithmetic"
-
-    assert "not implemented yet" in run_check(monkeypatch, tmp_path, not_done, points=3).message
-    c = run_check(monkeypatch, tmp_path, buggy, points=3)
+    assert "not implemented yet" in check("x", points=3)(not_done).message
+    c = check("x", points=3)(buggy)
     assert c.points == 0 and "IndexError" in c.message and "in buggy" in c.message
-    c = run_check(monkeypatch, tmp_path, wrong)
-    assert c.points == 0 and "assertion failed" in c.message and "arithmetic" in c.message
 
 
-def test_raise_mode_for_nbgrader_and_otter(monkeypatch, tmp_path):
-    monkeypatch.setenv(grader.RAISE_ENV, "1")
-    assert run_check(monkeypatch, tmp_path, lambda t: t.close(1.0, 1.0)).points == 1
-    with pytest.raises(AssertionError, match="the check: 0/1 points"):
-        run_check(monkeypatch, tmp_path, lambda t: t.close(1.0, 2.0))
-
-
-def test_endless_loop_times_out_even_through_except(monkeypatch, tmp_path):
+def test_endless_loop_times_out_even_through_except():
     def spin(t):
         while True:
             try:
@@ -136,25 +105,26 @@ def test_endless_loop_times_out_even_through_except(monkeypatch, tmp_path):
                 pass
 
     start = time.monotonic()
-    c = run_check(monkeypatch, tmp_path, spin, points=2, timeout=0.5)
+    c = check("spin", points=2, timeout=0.5)(spin)
     assert time.monotonic() - start < 5
     assert c.points == 0 and "timed out after 0.5 s" in c.message
 
 
-def test_scan_checks_reads_points_and_survives_magics():
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell("%pip install foo\n!ls\n@check('a', points=2)\ndef _(t): pass"),
-                nbformat.v4.new_markdown_cell("check('not code', points=9)"),
-                nbformat.v4.new_code_cell("from softras_taichi import grader\n@grader.check('b', 1.5, hint='h')\n"
-                                          "def _(t): pass\n@check('c')\ndef _(t): pass\n@check('a', points=7)\ndef _(t): pass"),
-                nbformat.v4.new_code_cell("def broken(:\n    check('d', points=1)")]
-    assert grader.scan_checks(nb) == [("a", 2.0, 0), ("b", 1.5, 2), ("c", 1.0, 2)]
+def test_summary_counts_the_checks_that_did_not_run(capsys):
+    feedback._session.clear()
+    check("a", points=2)(lambda t: t.close(1.0, 1.0))
+    capsys.readouterr()
+    feedback.summary(expected={"a": 2, "b": 3, "c": 5}, hidden=4)
+    out = capsys.readouterr().out
+    assert "2 / 10" in out and "(20.0 %)" in out and "not run yet" in out and "4 points of checks" in out
+    assert "100.0 %" not in out
 
 
 def test_run_func_evaluates_a_ti_func():
     import taichi as ti
 
     import softras_taichi as sr
+    from softras_taichi.grader import run_func
 
     sr.init("cpu", verbose=False)
 
@@ -163,93 +133,212 @@ def test_run_func_evaluates_a_ti_func():
         return p * s + 1.0
 
     p = np.array([[1.0, 2.0], [3.0, 4.0]])
-    np.testing.assert_allclose(run := grader.run_func(mix, p, np.array([2.0, 3.0]), out_dim=2),
-                               [[3.0, 5.0], [10.0, 13.0]])
+    run = run_func(mix, p, np.array([2.0, 3.0]), out_dim=2)
+    np.testing.assert_allclose(run, [[3.0, 5.0], [10.0, 13.0]])
     assert run.dtype == np.float32
-    np.testing.assert_allclose(grader.run_func(mix, p[:, 0], 0.5), [1.5, 2.5])
+    np.testing.assert_allclose(run_func(mix, p[:, 0], 0.5), [1.5, 2.5])
     with pytest.raises(TypeError, match="@ti.func"):
-        grader.run_func(lambda x: x, p)
+        run_func(lambda x: x, p)
 
 
-# =========================================================================== the runner, hostile notebooks
+# =========================================================================== the channel
 
-HOSTILE = [
-    ("code", "import softras_taichi as sr\nimport taichi as ti\nfrom softras_taichi.grader import check\n"
-             "arch = sr.init('cpu')"),
-    ("code", "def good():\n    return 1"),
-    ("code", "raise ValueError('student bug')\ndef broken():\n    return 1"),
-    ("code", "@check('uses broken', points=2)\ndef _(t):\n    t.equal(broken(), 1)"),
-    ("code", "@check('good', points=1)\ndef _(t):\n    t.equal(good(), 1)"),
-    ("code", "@check('python loop', points=1, timeout=1)\ndef _(t):\n    while True:\n        pass"),
-    ("code", "while True:\n    pass"),
-    ("code", "@check('after python loop', points=1)\ndef _(t):\n    t.equal(good(), 1)"),
-    ("code", "@ti.kernel\ndef spin(x: ti.f32) -> ti.f32:\n    y = x\n    while y > 0:\n        y += 1.0\n    return y\n\n"
-             "@check('taichi loop', points=1)\ndef _(t):\n    t.equal(spin(1.0), 0)"),
-    ("code", "@check('after taichi loop', points=1)\ndef _(t):\n    t.equal(good(), 1)"),
-    ("code", "import os\nos._exit(3)"),
-    ("code", "@check('after crash', points=1)\ndef _(t):\n    t.equal(good(), 1)"),
-]
-
-
-def make_notebook(path, cells):
-    nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nb.cells = [nbformat.v4.new_code_cell(src) if kind == "code" else nbformat.v4.new_markdown_cell(src)
-                for kind, src in cells]
-    nbformat.write(nb, str(path))
-    return path
+def test_channel_carries_data_and_refuses_everything_else(tmp_path):
+    r, w = os.pipe()
+    arrays = {"a": np.arange(6.0).reshape(2, 3), "b": np.array([True, False])}
+    channel.send(w, {"op": "check", "n": 1}, channel.pack_arrays(arrays))
+    header, payload = channel.recv(r)
+    got = channel.unpack_arrays(payload)
+    assert header == {"op": "check", "n": 1} and np.array_equal(got["a"], arrays["a"]) and got["b"].dtype == bool
+    with pytest.raises(channel.ChannelError, match="pickle|not an array|dtype"):
+        channel.unpack_arrays(channel.pack_arrays({"o": np.array([{"x": 1}], dtype=object)}))
+    with pytest.raises(channel.ChannelError):
+        channel.unpack_arrays(b"\x80\x04garbage that is no npz")
+    os.write(w, b"\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff")       # a frame too large to be one
+    with pytest.raises(channel.ChannelError, match="too large"):
+        channel.recv(r)
+    os.close(w)
+    with pytest.raises(channel.ChannelError, match="closed"):
+        channel.recv(r)
 
 
-def test_hostile_notebook_loses_only_the_broken_checks(tmp_path, monkeypatch):
-    """An exception, an endless Python loop (in a check and in a cell), an endless Taichi
-    kernel (which no interrupt stops: the kernel is restarted and the notebook replayed
-    without that cell) and a crashed kernel: each costs only its own checks."""
-    monkeypatch.setattr(grader, "PROBE_TIMEOUT", 3)
-    path = make_notebook(tmp_path / "hostile.ipynb", HOSTILE)
-    start = time.monotonic()
-    report = grader.grade_notebook(path, timeout=6, arch="cpu")
-    elapsed = time.monotonic() - start
-    by = {c["name"]: c for c in report["checks"]}
-    assert list(by) == ["uses broken", "good", "python loop", "after python loop", "taichi loop",
-                        "after taichi loop", "after crash"]
-    assert report["max_score"] == 8 and report["score"] == 4, report
-    assert "NameError" in by["uses broken"]["message"] and "broken" in by["uses broken"]["message"]
-    assert "timed out after 1 s" in by["python loop"]["message"]
-    assert by["taichi loop"]["points"] == 0 and "did not finish within 6 s" in by["taichi loop"]["message"]
-    for name in ("good", "after python loop", "after taichi loop", "after crash"):
-        assert by[name]["points"] == by[name]["max_points"], by[name]
-    assert elapsed < 120, f"grading the hostile notebook took {elapsed:.0f} s"
+# =========================================================================== "you called the library"
+
+FORBID = [spec.GradedCheck("segment_d2", 2, forbid=["softras_taichi.probability.segment_d2"]),
+          spec.GradedCheck("vertex_gradient", 2, forbid=[".vertex_grad"]),
+          spec.GradedCheck("free", 1)]
 
 
-def test_reference_notebook_restores_the_check_cells(tmp_path):
-    cells = [("code", "from softras_taichi.grader import check\nx = 2"),
-             ("code", "@check('x is 2', points=3)\ndef _(t):\n    t.equal(x, 2)")]
-    ref = make_notebook(tmp_path / "ref.ipynb", cells)
-    nb = nbformat.read(str(ref), as_version=4)
-    nb.cells[0].source = "from softras_taichi.grader import check\nx = 5"
-    nb.cells[1].source = "@check('x is 2', points=30)\ndef _(t):\n    pass"   # "fixed" by the student
-    nbformat.write(nb, str(tmp_path / "sub.ipynb"))
-    assert grader.grade_notebook(tmp_path / "sub.ipynb", arch="cpu")["score"] == 30
-    honest = grader.grade_notebook(tmp_path / "sub.ipynb", arch="cpu", reference_notebook=ref)
-    assert honest["score"] == 0 and honest["max_score"] == 3
+@pytest.mark.parametrize("source", [
+    "from softras_taichi.probability import segment_d2\n",
+    "from softras_taichi.probability import segment_d2 as mine\n",
+    "import softras_taichi.probability as P\nx = P.segment_d2\n",
+    "import softras_taichi as sr\ny = sr.probability.segment_d2\n",
+    "import softras_taichi\nz = softras_taichi.probability.segment_d2\n",
+    "from softras_taichi import probability\nq = probability.segment_d2\n",
+    "from softras_taichi.probability import *\n",
+    "import softras_taichi as sr\nmodule = sr.probability\nf = module.segment_d2\n",
+    "import softras_taichi.probability as P\nf = getattr(P, 'segment_d2')\n",
+])
+def test_calling_the_library_is_found(source):
+    out = static.scan([(3, source)], FORBID)
+    assert out["segment_d2"].startswith("you called `softras_taichi.probability.segment_d2` (cell 3")
+    assert out["segment_d2"].endswith("write it yourself") and "free" not in out
 
 
-def test_reference_cells_match_by_id_else_by_check_name():
-    ref = nbformat.v4.new_notebook()
-    ref.cells = [nbformat.v4.new_code_cell("x = 1"), nbformat.v4.new_code_cell("@check('a', points=2)\ndef _(t): pass"),
-                 nbformat.v4.new_code_cell("@check('b', points=3)\ndef _(t): pass")]
-    sub = nbformat.from_dict(json.loads(json.dumps(ref)))
-    sub.cells[1].source = "@check('a', points=20)\ndef _(t): pass"         # same id: replaced
-    sub.cells[2]["id"] = "renamed"                                          # id lost: found by name
-    sub.cells[2].source = "@check('b', points=30)\ndef _(t): pass"
-    sub.cells.insert(0, nbformat.v4.new_markdown_cell("my notes"))
-    out, declared = grader._apply_reference(sub, ref)
-    assert declared == [("a", 2.0, 2), ("b", 3.0, 3)]
-    assert out.cells[2].source == ref.cells[1].source and out.cells[3].source == ref.cells[2].source
-    assert out.cells[3]["id"] == "renamed"
-    del sub.cells[3]                                                        # a deleted check cell
-    _, declared = grader._apply_reference(sub, ref)
-    assert declared[1] == ("b", 3.0, -1)
+@pytest.mark.parametrize("source, what", [
+    ("import softras_taichi.probability as P\nf = getattr(P, 'segment' + '_d2')\n", "getattr with a computed name"),
+    ("m = __import__('softras_taichi.probability')\n", "__import__"),
+    ("import importlib\nm = importlib.import_module('softras_taichi.probability')\n", "import importlib"),
+    ("exec(open('x.py').read())\n", "exec"),
+    ("f = eval('1')\n", "eval"),
+    ("c = compile('1', 'f', 'eval')\n", "compile"),
+    ("import sys\nm = sys.modules['softras_taichi.probability']\n", "sys.modules"),
+    ("import softras_taichi\nsrc = open(softras_taichi.__file__).read()\n", "__file__"),
+    ("text = open('/work/softras_taichi/probability.py').read()\n", "package's files"),
+    ("g = globals()['segment_d2']\n", "globals()"),
+    ("get_ipython().run_cell('x = 1')\n", "get_ipython()"),
+])
+def test_evasions_score_zero_for_checks_with_a_forbid_list(source, what):
+    out = static.scan([(1, source)], FORBID)
+    assert what in out["segment_d2"] and what in out["vertex_gradient"] and "free" not in out
+
+
+def test_methods_and_honest_code():
+    assert "the library's vertex_grad" in static.scan([(0, "g = renderer.vertex_grad(m, c, w)")], FORBID)["vertex_gradient"]
+    honest = ("import numpy as np\nimport taichi as ti\nimport softras_taichi as sr\n"
+              "from softras_taichi.probability import pixel_centre, edge_d2\n"
+              "@ti.func\ndef segment_d2(p, a, b):\n    ab = b - a\n    return (p - a).dot(ab)\n"
+              "x = segment_d2\nr = sr.SoftRenderer(image_size=8)\n")
+    assert static.scan([(0, honest)], FORBID) == {}
+    # imports in the exercise's own cells count for aliases, not as the student's use
+    cells = [(0, "import softras_taichi.probability as P"), (1, "f = P.segment_d2")]
+    assert static.scan(cells, FORBID, student={0}) == {}
+    assert "segment_d2" in static.scan(cells, FORBID, student={1})
+
+
+# =========================================================================== the instructor's spec
+
+def test_spec_reads_hidden_checks_and_points():
+    nb = notebook(["x = 1",
+                   "@check('a', points=2)\ndef _(t): pass",
+                   "### BEGIN HIDDEN TESTS\n@graded('a', points=2, forbid=['m.f'])\ndef _(t, rng): pass\n"
+                   "@graded('h', 3)\ndef _(t, rng): pass\n### END HIDDEN TESTS",
+                   "y = 2\n### BEGIN HIDDEN TESTS\nsecret = 1\n### END HIDDEN TESTS\nz = 3",
+                   "summary()"])
+    ex = spec.Exercise("demo", nb)
+    assert [(c.name, c.points, c.forbid) for c in ex.checks] == [("a", 2.0, ("m.f",)), ("h", 3.0, ())]
+    assert ex.max_score == 5 and ex.feedback == {"a": 2.0}
+    assert [i for i, _ in ex.run_cells] == [0, 3] and ex.run_cells[1][1] == "y = 2\nz = 3"
+    out = gen.make_exercise(nb, "demo")
+    assert out.metadata["softras"] == {"exercise": "demo"}
+    assert [c.source for c in out.cells] == ["x = 1", "@check('a', points=2)\ndef _(t): pass", "y = 2\nz = 3",
+                                             "summary(expected={'a': 2}, hidden=3)"]
+    for bad in ("### BEGIN HIDDEN TESTS\nx = 1", "### END HIDDEN TESTS"):
+        with pytest.raises(spec.SpecError):
+            spec.Exercise("bad", notebook([bad, "### BEGIN HIDDEN TESTS\n@graded('a')\ndef _(t, rng): pass\n"
+                                                "### END HIDDEN TESTS"]))
+    with pytest.raises(spec.SpecError, match="no graded checks"):
+        spec.Exercise("none", notebook(["x = 1"]))
+
+
+def test_exercise_is_identified_from_the_notebook_not_its_name():
+    exercises = spec.load_solutions(SOLUTIONS)
+    ex = read(os.path.join(EXERCISES, "02_probability_maps.ipynb"))
+    assert spec.identify(ex, exercises) == "02_probability_maps"
+    ex.metadata.pop("softras")                      # metadata lost on the way: the cell ids still say it
+    assert spec.identify(ex, exercises) == "02_probability_maps"
+    assert spec.identify(notebook(["print('hello')"]), exercises) is None
+
+
+# =========================================================================== gradebook, roster, exports
+
+def test_gradebook_is_written_row_by_row_with_fixed_columns(tmp_path):
+    ex = spec.Exercise("demo", notebook(["### BEGIN HIDDEN TESTS\n@graded('a', points=2)\ndef _(t, rng): pass\n"
+                                         "@graded('b', points=3)\ndef _(t, rng): pass\n### END HIDDEN TESTS"]))
+    path = tmp_path / "out" / "grades.csv"
+    book = Gradebook(str(path), ex)
+    book.add("alice", {"score": 5.0, "checks": [{"name": "a", "points": 2.0}, {"name": "b", "points": 3.0}]})
+    rows = list(csv.DictReader(path.open()))
+    assert rows == [{"student": "alice", "score": "5.0", "max_score": "5.0", "percent": "100.0", "a": "2.0",
+                     "b": "3.0", "error": ""}]
+    book.add("bob", None, "not graded: it is exercise 03, not demo")
+    book.add("carol", {"score": 2.0, "checks": [{"name": "a", "points": 2.0}]})    # b never reported: 0
+    rows = {r["student"]: r for r in csv.DictReader(path.open())}
+    assert list(rows["bob"]) == ["student", "score", "max_score", "percent", "a", "b", "error"]
+    assert rows["bob"]["max_score"] == rows["carol"]["max_score"] == "5.0" and rows["carol"]["b"] == "0.0"
+    assert sorted(os.listdir(path.parent)) == ["grades.csv"]          # no temporary file left behind
+
+
+def test_roster_matches_file_names_and_lms_prefixes(tmp_path):
+    (tmp_path / "roster.csv").write_text("file,id,name,email,sis_login,section\n"
+                                         "alice,1001,Alice A,alice@uni.edu,aa1,S1\n"
+                                         "smithbob_12345,1002,Bob Smith,bob@uni.edu,bs2,S2\n")
+    roster = read_roster(tmp_path / "roster.csv")
+    assert roster_match(roster, "alice", "subs/alice.ipynb")["id"] == "1001"
+    assert roster_match(roster, "smithbob_12345_998_Copy of 02.ipynb"[:-6],
+                        "subs/smithbob_12345_998_Copy of 02.ipynb")["id"] == "1002"
+    assert roster_match(roster, "mallory", "subs/mallory.ipynb") is None
+    (tmp_path / "bad.csv").write_text("name,email\nx,y\n")
+    with pytest.raises(ValueError, match="'file' and 'id'"):
+        read_roster(tmp_path / "bad.csv")
+
+
+def test_lms_exports_have_their_import_layouts(tmp_path):
+    (tmp_path / "grades.csv").write_text("student,score,max_score,percent,a,error\n1001,7.5,10.0,75.0,7.5,\n"
+                                         "1002,0.0,10.0,0.0,0.0,not graded\n")
+    (tmp_path / "roster.csv").write_text("file,id,name,email,sis_login,section\nalice,1001,Alice A,alice@uni.edu,aa1,S1\n")
+    rows, roster = read_gradebook(tmp_path / "grades.csv"), read_roster(tmp_path / "roster.csv")
+    export_lms(rows, "canvas", tmp_path / "canvas.csv", "Exercise 02", roster)
+    lines = (tmp_path / "canvas.csv").read_text().splitlines()
+    assert lines[0] == "Student,ID,SIS User ID,SIS Login ID,Section,Exercise 02"
+    assert lines[1] == "Points Possible,,,,,10.0" and lines[2] == "Alice A,1001,1001,aa1,S1,7.5"
+    export_lms(rows, "moodle", tmp_path / "moodle.csv", "Exercise 02", roster)
+    assert (tmp_path / "moodle.csv").read_text().splitlines()[:2] == ["Email address,ID number,Exercise 02",
+                                                                       "alice@uni.edu,1001,7.5"]
+    export_lms(rows, "gradescope", tmp_path / "gs.csv", "Exercise 02", roster)
+    assert (tmp_path / "gs.csv").read_text().splitlines()[:2] == ["Name,SID,Email,Total Score",
+                                                                   "Alice A,1001,alice@uni.edu,7.5"]
+    p = cli("export", "--gradebook", tmp_path / "grades.csv", "--canvas", tmp_path / "c2.csv")
+    assert p.returncode == 0 and (tmp_path / "c2.csv").exists(), p.stderr
+
+
+def test_find_submissions_flat_nested_and_lms_names(tmp_path):
+    (tmp_path / "bob" / "week3").mkdir(parents=True)
+    for p in ("alice.ipynb", "bob/week3/Copy of 03_aggregation.ipynb", "notes.txt", ".ipynb_checkpoints/x.ipynb"):
+        (tmp_path / p).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / p).write_text("{}")
+    assert [k for k, _ in find_submissions(str(tmp_path))] == ["alice", "bob"]
+
+
+# =========================================================================== plain install
+
+def test_grading_needs_only_the_core_dependencies():
+    import re
+
+    with open(os.path.join(ROOT, "pyproject.toml"), encoding="utf-8") as fh:
+        deps = re.search(r"^dependencies = \[(.*?)^\]", fh.read(), re.S | re.M).group(1).lower()
+    for module in ("nbformat", "ipython", "numpy"):       # the trusted side and the sandboxed harness
+        assert module in deps, f"{module} must be a core dependency: `pip install softras-taichi` grades"
+
+
+def test_a_missing_package_is_one_line_naming_it(tmp_path):
+    (tmp_path / "sitecustomize.py").write_text(
+        "import sys\nclass Block:\n    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'nbformat':\n            raise ModuleNotFoundError(\"No module named 'nbformat'\", name='nbformat')\n"
+        "sys.meta_path.insert(0, Block())\n")
+    env = dict(ENV, PYTHONPATH=str(tmp_path))
+    p = cli("grade", os.path.join(EXERCISES, NAMES[0]), "--solutions", SOLUTIONS, env=env, timeout=120)
+    assert p.returncode == 2 and p.stderr.count("\n") == 1, p.stderr
+    assert "nbformat" in p.stderr and "pip install" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_cli_errors_are_one_line(tmp_path):
+    p = cli("grade", tmp_path / "nope.ipynb")
+    assert p.returncode == 2 and "not found" in p.stderr
+    (tmp_path / "x.ipynb").write_text("{}")
+    p = cli("grade", tmp_path / "x.ipynb", "--solutions", tmp_path / "nothing")
+    assert p.returncode == 2 and "solutions folder not found" in p.stderr and "Traceback" not in p.stderr
 
 
 # =========================================================================== the course's notebooks
@@ -301,81 +390,92 @@ def _inject(nb, replacements):
     return nb
 
 
+def _without_hidden(nb, name):
+    """What a student hands in: the solution's visible cells (no hidden tests)."""
+    out = nbformat.from_dict(json.loads(json.dumps(nb)))
+    cells = []
+    for c in out.cells:
+        if c.cell_type == "code":
+            visible, hidden = spec.split_hidden(c.source)
+            if hidden and not visible.strip():
+                continue
+            c.source = visible
+        cells.append(c)
+    out.cells = cells
+    out.metadata["softras"] = {"exercise": name}
+    return out
+
+
 def _jobs(folder):
-    """{key: notebook path}: the solutions, the exercises, and the variants written to folder."""
+    """{key: (exercise, notebook path)}: solutions, exercises, blanked regions, wrong answers."""
     jobs = {}
 
-    def variant(key, nb):
+    def variant(key, name, nb):
         path = os.path.join(folder, f"v{len(jobs):03d}.ipynb")
-        nbformat.write(nb, path)
-        jobs[key] = path
+        nbformat.write(_without_hidden(nb, name), path)
+        jobs[key] = (name, path)
 
-    for name in NAMES:
-        jobs[f"solution/{name}"] = os.path.join(SOLUTIONS, name)
-        jobs[f"exercise/{name}"] = os.path.join(EXERCISES, name)
-        sol = nbformat.read(os.path.join(SOLUTIONS, name), as_version=4)
+    for n in NAMES:
+        name = n[:-6]
+        jobs[f"solution/{n}"] = (name, os.path.join(SOLUTIONS, n))
+        jobs[f"exercise/{n}"] = (name, os.path.join(EXERCISES, n))
+        sol = nbformat.read(os.path.join(SOLUTIONS, n), as_version=4)
         for cell, k in gen.regions(sol):
-            variant(f"blank/{name}/{cell}/{k}", gen.blank_region(sol, cell, k))
+            variant(f"blank/{n}/{cell}/{k}", name, gen.blank_region(sol, cell, k))
     for label, (stem, _, reps) in WRONG.items():
         sol = nbformat.read(os.path.join(SOLUTIONS, stem + ".ipynb"), as_version=4)
-        variant(f"wrong/{label}", _inject(sol, reps))
+        variant(f"wrong/{label}", stem, _inject(sol, reps))
     return jobs
 
 
 @pytest.fixture(scope="session")
 def graded(tmp_path_factory):
-    """{key: (report, seconds)} of every notebook and variant, graded on WORKERS processes."""
+    """{key: report} of every notebook and variant, two sandboxes at a time."""
     jobs = _jobs(str(tmp_path_factory.mktemp("variants")))
-    kwargs = {"timeout": CELL_TIMEOUT, "arch": "cpu"}
+    sandbox = choose("auto")
+    exercises = spec.load_solutions(SOLUTIONS)
+    refs = {name: Reference(ex, sandbox, Limits()) for name, ex in exercises.items()}
     start = time.monotonic()
-    with ProcessPoolExecutor(max_workers=WORKERS) as pool:
-        done = {path: (report, error, secs)
-                for path, report, error, secs in pool.map(grader._grade_one, [(p, kwargs) for p in jobs.values()])}
-    out = {}
-    for key, path in jobs.items():
-        report, error, secs = done[path]
-        assert not error, f"{key}: the grader failed: {error}"
-        out[key] = (report, secs)
-    lines = [f"\ngraded {len(jobs)} notebooks in {time.monotonic() - start:.0f} s on {WORKERS} workers"]
-    for name in NAMES:
-        report, secs = out[f"solution/{name}"]
-        lines.append(f"  {name}: {len(report['checks'])} checks, {report['score']:g}/{report['max_score']:g} "
-                     f"points, {secs:.1f} s")
+    with ThreadPoolExecutor(max_workers=WORKERS) as pool:
+        futures = {key: pool.submit(grade_notebook, path, refs[name]) for key, (name, path) in jobs.items()}
+        out = {key: f.result() for key, f in futures.items()}
+    lines = [f"\ngraded {len(jobs)} notebooks in {time.monotonic() - start:.0f} s on {WORKERS} workers "
+             f"({sandbox.name})"]
+    for n in NAMES:
+        r = out[f"solution/{n}"]
+        lines.append(f"  {n}: {len(r['checks'])} checks, {r['score']:g}/{r['max_score']:g} points, {r['seconds']:.1f} s")
     print("\n".join(lines))
     return out
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_solution_scores_full_marks(graded, name):
-    report, _ = graded[f"solution/{name}"]
+    report = graded[f"solution/{name}"]
     assert report["max_score"] > 0
     wrong = [c for c in report["checks"] if c["points"] != c["max_points"]]
-    assert report["score"] == report["max_score"] and not wrong, wrong
+    assert report["score"] == report["max_score"] and not wrong and not report["notes"], (wrong, report["notes"])
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_untouched_exercise_scores_zero(graded, name):
-    report, _ = graded[f"exercise/{name}"]
-    sol, _ = graded[f"solution/{name}"]
+    report, sol = graded[f"exercise/{name}"], graded[f"solution/{name}"]
     assert report["score"] == 0 and report["max_score"] == sol["max_score"], report
     for c in report["checks"]:
-        assert "not implemented yet" in c["message"] or "not run" in c["message"] \
-            or "NotImplementedError" in c["message"], c
+        assert "not implemented yet" in c["message"] or "NotImplementedError" in c["message"], c
 
 
 def _region_ids():
     ids = []
-    for name in NAMES:
-        sol = nbformat.read(os.path.join(SOLUTIONS, name), as_version=4)
-        ids += [f"{name}/{cell}/{k}" for cell, k in gen.regions(sol)]
+    for n in NAMES:
+        sol = nbformat.read(os.path.join(SOLUTIONS, n), as_version=4)
+        ids += [f"{n}/{cell}/{k}" for cell, k in gen.regions(sol)]
     return ids
 
 
 @pytest.mark.parametrize("region", _region_ids())
 def test_blanking_any_region_lowers_the_score(graded, region):
     name = region.split("/")[0]
-    full, _ = graded[f"solution/{name}"]
-    report, _ = graded[f"blank/{region}"]
+    full, report = graded[f"solution/{name}"], graded[f"blank/{region}"]
     assert report["max_score"] == full["max_score"]
     assert report["score"] < full["score"], f"blanking region {region} did not cost any points: {report}"
 
@@ -383,8 +483,7 @@ def test_blanking_any_region_lowers_the_score(graded, region):
 @pytest.mark.parametrize("label", list(WRONG))
 def test_plausible_wrong_answers_lose_points(graded, label):
     stem, check_name, _ = WRONG[label]
-    full, _ = graded[f"solution/{stem}.ipynb"]
-    report, _ = graded[f"wrong/{label}"]
+    full, report = graded[f"solution/{stem}.ipynb"], graded[f"wrong/{label}"]
     assert report["score"] < full["score"], f"{label}: {report}"
     c = next(c for c in report["checks"] if c["name"] == check_name)
     assert c["points"] < c["max_points"] and c["message"] != "ok", c
@@ -392,54 +491,23 @@ def test_plausible_wrong_answers_lose_points(graded, label):
 
 def test_wrong_answer_messages_help(graded):
     """The messages name the symptom: the flipped sign, the NaNs of an overflow."""
-    flipped = graded["wrong/flipped sign of δ"][0]
+    flipped = graded["wrong/flipped sign of δ"]
     assert "sign flipped" in next(c for c in flipped["checks"] if c["name"] == "signed_d2")["message"]
-    overflow = graded["wrong/missing max-shift"][0]
+    overflow = graded["wrong/missing max-shift"]
     weights = next(c for c in overflow["checks"] if c["name"] == "weights")
     assert "NaN or inf" in weights["message"] and 0 < weights["points"] < weights["max_points"]
 
 
-# =========================================================================== the command line
-
-def cli(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "softras_taichi", *map(str, args)],
-                          capture_output=True, text=True, env=ENV, cwd=cwd, timeout=600)
-
-
-def test_cli_grades_one_notebook_to_json(tmp_path):
-    out = tmp_path / "report.json"
-    p = cli("grade", os.path.join(SOLUTIONS, NAMES[0]), "--json", out, "--arch", "cpu")
-    assert p.returncode == 0, p.stdout + p.stderr
-    report = json.loads(out.read_text())
-    assert set(report) == {"score", "max_score", "checks"}
-    assert report["score"] == report["max_score"] > 0
-    for c in report["checks"]:
-        assert set(c) == {"name", "points", "max_points", "message"}
-        assert c["name"] in p.stdout
-    assert "total" in p.stdout and "100.0 %" in p.stdout
-
-
-def test_cli_grades_a_folder_to_csv(tmp_path):
-    subs = tmp_path / "submissions"
-    (subs / "bob").mkdir(parents=True)
-    shutil.copy(os.path.join(SOLUTIONS, NAMES[0]), subs / "alice.ipynb")
-    shutil.copy(os.path.join(EXERCISES, NAMES[0]), subs / "bob" / "my work.ipynb")
-    (subs / "carol.ipynb").write_text("this is not a notebook")
-    out = tmp_path / "grades.csv"
-    p = cli("grade", subs, "--csv", out, "--jobs", 2, "--arch", "cpu")
-    assert p.returncode == 0, p.stdout + p.stderr
-    rows = {r["student"]: r for r in csv.DictReader(out.open())}
-    assert set(rows) == {"alice", "bob", "carol"}
-    full = float(rows["alice"]["max_score"])
-    assert full > 0 and float(rows["alice"]["score"]) == full and rows["alice"]["percent"] == "100.0"
-    assert float(rows["bob"]["score"]) == 0 and float(rows["bob"]["max_score"]) == full
-    assert float(rows["carol"]["score"]) == 0 and "cannot read" in rows["carol"]["error"]
-    checks = [c for c in rows["alice"] if c not in ("student", "notebooks", "score", "max_score", "percent",
-                                                     "seconds", "error")]
-    assert len(checks) >= 2 and all(float(rows["alice"][c]) > 0 for c in checks)
-    assert "alice" in p.stdout and "wrote" in p.stdout
-
-
-def test_cli_grade_missing_notebook_is_an_error(tmp_path):
-    p = cli("grade", tmp_path / "nope.ipynb")
-    assert p.returncode == 2 and "not found" in p.stderr
+def test_compare_takes_tolerances_and_weights_from_the_reference_only():
+    chk = spec.GradedCheck("c", 4)
+    ref = ({"parts": [{"what": "x", "kind": "close", "rtol": 1e-6, "atol": 0.0, "weight": 3.0},
+                      {"what": "n", "kind": "equal", "rtol": 0, "atol": 0, "weight": 1.0}]},
+           {"v0": np.array([1.0, 2.0]), "v1": np.array(7)})
+    # the student's process claims huge tolerances and weights: ignored
+    mine = ({"parts": [{"what": "x", "kind": "close", "rtol": 1e9, "atol": 1e9, "weight": 1e9},
+                       {"what": "n", "kind": "equal", "weight": 0}]},
+            {"v0": np.array([1.0, 2.1]), "v1": np.array(7)})
+    c = compare(chk, ref, mine)
+    assert c.points == 1.0 and "1 of 2 parts right" in c.message
+    assert compare(chk, ref, "it died").points == 0
+    assert compare(chk, ref, ({"parts": [], "error": "boom\x1b[31m"}, {})).message.startswith("boom")
