@@ -15,7 +15,9 @@ from .obj import load_obj, save_obj  # noqa: E402
 from .primitives import TARGETS, cube, icosphere, torus  # noqa: E402
 from .renderer import HardRenderer, SilhouetteRenderer, SoftRenderer  # noqa: E402
 from .scene import Scene  # noqa: E402
+from .views import Views, load_views, save_views  # noqa: E402
 
 __version__ = "0.1.0"
 __all__ = ["init", "Camera", "Mesh", "load_obj", "save_obj", "TARGETS", "cube", "icosphere",
-           "torus", "SoftRenderer", "SilhouetteRenderer", "HardRenderer", "Scene"]
+           "torus", "SoftRenderer", "SilhouetteRenderer", "HardRenderer", "Scene", "Views", "load_views",
+           "save_views"]

@@ -2,6 +2,7 @@
 
     softras-taichi render MESH.obj --elevation 30 --azimuth 45 --size 256 --out img.png
     softras-taichi fit TARGET.obj --views 24 --size 64 --out DIR
+    softras-taichi fit --images IMAGES --cameras CAMERAS [--convention softras] [--heldout-every K] --out DIR
     softras-taichi demo [--out DIR]
     softras-taichi grade NOTEBOOK.ipynb --solutions DIR --json OUT.json   (or a FOLDER: --csv OUT.csv)
     softras-taichi export --nbgrader DIR | --otter DIR | --canvas OUT.csv --gradebook grades.csv
@@ -30,6 +31,30 @@ class CLIError(Exception):
 
 
 # --------------------------------------------------------------------------- parser
+
+def _targets():
+    from .primitives import TARGETS
+
+    return list(TARGETS)
+
+
+def _methods():
+    from .fit.recipes import RECIPES
+
+    return list(RECIPES)
+
+
+def _default_method():
+    from .fit.recipes import DEFAULT_METHOD
+
+    return DEFAULT_METHOD
+
+
+def _method_help():
+    from .fit.recipes import METHOD_HELP
+
+    return [f"{k}: {v}" for k, v in METHOD_HELP.items()]
+
 
 def _add_arch(p):
     p.add_argument("--arch", default="auto", choices=ARCH_CHOICES,
@@ -61,33 +86,52 @@ def build_parser():
     _add_arch(p)
     p.set_defaults(func=cmd_render)
 
-    p = sub.add_parser("fit", help="reconstruct a mesh from silhouettes/images of TARGET by soft rasterization",
-                       description="Normalise TARGET into the unit sphere, render it from VIEWS training "
-                                   "cameras (and HELDOUT others), deform a sphere to match by gradient "
-                                   "descent through the soft rasterizer, and write DIR/mesh.obj, "
+    p = sub.add_parser("fit", help="reconstruct a mesh from TARGET.obj's renders, or from your own images and cameras",
+                       description="Deform a sphere by gradient descent through the soft rasterizer until its "
+                                   "silhouettes (and colours, --color) match the views, and write DIR/mesh.obj, "
                                    "DIR/metrics.json, DIR/views.png (target vs fit), DIR/loss.png and "
-                                   "DIR/progress.gif.  Loss: L_s + lam*L_c + mu*(Laplacian + flatten).")
-    p.add_argument("target", metavar="TARGET.obj",
-                   help="target OBJ file (any scale), or a built-in target: blob, spiky, bowl, peanut, cube, torus")
-    p.add_argument("--views", type=int, default=24, help="number of training views (default: 24)")
+                                   "DIR/progress.gif.  Either TARGET.obj (normalised into the unit sphere and "
+                                   "rendered from VIEWS training and HELDOUT other cameras), or --images and "
+                                   "--cameras (your own views; --heldout-every K holds out every K-th).  "
+                                   "Loss: L_s + lam*L_c + mu*(Laplacian + flatten).")
+    p.add_argument("target", metavar="TARGET.obj", nargs="?", default=None,
+                   help="target OBJ file (any scale), or a built-in target: " + ", ".join(_targets()))
+    p.add_argument("--images", default=None, metavar="IMAGES",
+                   help="your views instead of a TARGET: a .npy of (N,S,S,4) or (N,4,S,S), uint8 0-255 or "
+                        "float 0-1, or a folder of N PNGs sorted by name (RGBA: alpha is the silhouette; or "
+                        "one-channel masks)")
+    p.add_argument("--cameras", default=None, metavar="CAMERAS",
+                   help="with --images: a .npy of (N,3) distance, elevation, azimuth in degrees, or a "
+                        ".csv/.json with those columns and optionally viewing_angle")
+    p.add_argument("--convention", default=None, choices=("softras-taichi", "softras", "pytorch3d"),
+                   help="with --images: the cameras' and images' convention: softras-taichi or pytorch3d "
+                        "(this package's, PyTorch3D's look-at), or softras (the official code's: its image at "
+                        "(el, az) is the mirror of this package's at (el, 180-az)) (default: softras-taichi)")
+    p.add_argument("--viewing-angle", type=float, default=None, metavar="DEG",
+                   help="with --images: half field of view in degrees, overriding the cameras file "
+                        "(default: the file's, else 30; the official demo_deform renders with 15)")
+    p.add_argument("--heldout-every", type=int, default=None, metavar="K",
+                   help="with --images: hold out every K-th view (not fitted; gives iou_heldout) (default: none)")
+    p.add_argument("--views", type=int, default=24, help="TARGET: number of training views (default: 24)")
     p.add_argument("--heldout", type=int, default=8,
-                   help="number of held-out views, other cameras, for iou_heldout (default: 8)")
-    p.add_argument("--size", type=int, default=64, help="image size in pixels (default: 64)")
+                   help="TARGET: number of held-out views, other cameras, for iou_heldout (default: 8)")
+    p.add_argument("--size", type=int, default=64, help="TARGET: image size in pixels (default: 64)")
     p.add_argument("--out", default="softras_fit", metavar="DIR", help="output folder (default: softras_fit)")
-    p.add_argument("--iterations", type=int, default=None,
-                   help="optimisation steps (default: 400)")
+    p.add_argument("--method", default=_default_method(), choices=_methods(),
+                   help="the optimisation recipe: " + "; ".join(_method_help()) + f" (default: {_default_method()})")
+    p.add_argument("--iterations", type=int, default=None, help="optimisation steps (default: the method's)")
     p.add_argument("--color", action="store_true",
                    help="fit vertex colours too, with the colour loss L_c (default: silhouettes only)")
     p.add_argument("--sigma", type=float, nargs="+", default=None, metavar="SIGMA",
                    help="sharpness sigma: one value, or START END for a geometric schedule "
                         "(default: 1e-3 1e-5)")
-    p.add_argument("--gamma", type=float, default=1e-4, help="depth-blending temperature gamma (default: 1e-4)")
-    p.add_argument("--lam", type=float, default=1.0, help="weight lambda of the colour loss (default: 1)")
-    p.add_argument("--mu", type=float, default=1e-3,
-                   help="weight mu of the geometry loss, Laplacian + flatten (default: 1e-3)")
-    p.add_argument("--lr", type=float, default=0.03, help="Adam learning rate (default: 0.03)")
-    p.add_argument("--level", type=int, default=3,
-                   help="subdivision level of the starting icosphere: 20*4^level faces (default: 3)")
+    p.add_argument("--gamma", type=float, default=None, help="depth-blending temperature gamma (default: 1e-4)")
+    p.add_argument("--lam", type=float, default=None, help="weight lambda of the colour loss (default: 1)")
+    p.add_argument("--mu", type=float, default=None,
+                   help="weight mu of the geometry loss, Laplacian + flatten (default: the method's)")
+    p.add_argument("--lr", type=float, default=None, help="learning rate (default: the method's)")
+    p.add_argument("--level", type=int, default=None,
+                   help="subdivision level of the result: 20*4^level faces (default: the method's)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     _add_arch(p)
     p.set_defaults(func=cmd_fit)

@@ -204,12 +204,24 @@ def zero(field):
 
 # --------------------------------------------------------------------------- silhouette IoU
 
+@ti.func
+def _alpha(image: ti.template(), n, y, x):
+    """The silhouette of pixel (y, x) of view n: RGBA's alpha, or a silhouette renderer's value."""
+    a = 0.0
+    if ti.static(len(image.shape) == 3):
+        a = image[n, y, x]
+    else:
+        a = image[n, y, x, 3]
+    return a
+
+
 @ti.kernel
 def _iou_sums(image: ti.template(), target: ti.template(), inter: ti.template(),
               union: ti.template()):
-    """inter[n] += I_s Î_s,  union[n] += I_s + Î_s − I_s Î_s   over the pixels of view n."""
+    """inter[n] += I_s Î_s,  union[n] += I_s + Î_s − I_s Î_s   over the pixels of view n.
+    `image` is RGBA (N, S, S, 4) or a silhouette renderer's alpha (N, S, S)."""
     for n, y, x in ti.ndrange(image.shape[0], image.shape[1], image.shape[2]):
-        a, b = image[n, y, x, 3], target[n, y, x, 3]
+        a, b = _alpha(image, n, y, x), target[n, y, x, 3]
         inter[n] += a * b
         union[n] += a + b - a * b
 

@@ -153,5 +153,94 @@ def torus_target():
     return _paint(torus(), (0.9, 0.2, 0.4), (0.2, 0.8, 0.8), axis=(1.0, 0.5, 0.0))
 
 
+# --------------------------------------------------------------------------- thin parts
+# At 64 px the default camera (distance 2.732, half field of view 30°) sees one pixel
+# as 2/64 · 2.732 · tan 30° = 0.049 scene units at the origin: a part 0.05 thick is one
+# pixel wide.  These targets are unions of closed convex parts that overlap (like most
+# real models: a body, legs, wings), so each part is a closed, outward mesh of its own.
+
+PIXEL_AT_64 = 2 / 64 * 2.732 * np.tan(np.radians(30.0))
+
+
+def _union(*parts):
+    """One Mesh of several closed parts (faces renumbered; the parts may overlap)."""
+    v, f, n = [], [], 0
+    for m in parts:
+        v.append(m.vertices)
+        f.append(m.faces + n)
+        n += m.num_vertices
+    return Mesh(np.concatenate(v), np.concatenate(f))
+
+
+def _outward(vertices, faces):
+    """Faces of a convex part turned to face away from its centroid."""
+    c = vertices[faces].mean(axis=1)
+    n = np.cross(vertices[faces[:, 1]] - vertices[faces[:, 0]], vertices[faces[:, 2]] - vertices[faces[:, 0]])
+    inward = np.sum(n * (c - vertices.mean(axis=0)), axis=1) < 0
+    faces = faces.copy()
+    faces[inward] = faces[inward][:, ::-1]
+    return Mesh(vertices, faces)
+
+
+def ellipsoid(centre, radii, level=2):
+    """An icosphere stretched to semi-axes `radii` (x, y, z) around `centre`."""
+    s = icosphere(level)
+    return Mesh(s.vertices * np.asarray(radii, dtype=np.float64) + np.asarray(centre, dtype=np.float64), s.faces)
+
+
+def rod(a, b, radius, sides=6):
+    """A closed prism of `sides` sides and circumradius `radius` from point a to point b."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    axis = (b - a) / np.linalg.norm(b - a)
+    u = np.cross(axis, [0.0, 0.0, 1.0] if abs(axis[2]) < 0.9 else [1.0, 0.0, 0.0])
+    u /= np.linalg.norm(u)
+    w = np.cross(axis, u)
+    t = 2 * np.pi * np.arange(sides) / sides
+    ring = radius * (np.cos(t)[:, None] * u + np.sin(t)[:, None] * w)
+    v = np.concatenate([a + ring, b + ring, [a, b]])
+    k = np.arange(sides)
+    k1 = (k + 1) % sides
+    f = np.concatenate([np.stack([k, k1, sides + k1], 1), np.stack([k, sides + k1, sides + k], 1),
+                        np.stack([np.full(sides, 2 * sides), k1, k], 1),
+                        np.stack([np.full(sides, 2 * sides + 1), sides + k, sides + k1], 1)])
+    return _outward(v, f)
+
+
+def box(centre, size, subdivisions=2):
+    """An axis-aligned box of side lengths `size` around `centre`."""
+    c = cube(1.0, subdivisions)
+    return Mesh(c.vertices * np.asarray(size, dtype=np.float64) + np.asarray(centre, dtype=np.float64), c.faces)
+
+
+def insect(leg_width=PIXEL_AT_64):
+    """An ant: head, thorax, petiole and abdomen along x, and six legs `leg_width` thick
+    (one pixel at 64 px), each a femur up and out, then a tibia down to the ground."""
+    body = [ellipsoid((0.56, 0.06, 0.0), (0.13, 0.10, 0.10)),
+            ellipsoid((0.25, 0.03, 0.0), (0.20, 0.085, 0.085)),
+            ellipsoid((0.01, 0.02, 0.0), (0.07, 0.05, 0.05)),
+            ellipsoid((-0.33, 0.06, 0.0), (0.30, 0.17, 0.16))]
+    legs = []
+    for x, reach in ((0.36, 0.22), (0.25, 0.0), (0.14, -0.24)):   # front legs forward, hind legs back
+        for side in (1.0, -1.0):
+            hip = np.array([x, 0.0, 0.05 * side])
+            knee = np.array([x + 0.5 * reach, 0.16, 0.38 * side])
+            foot = np.array([x + reach, -0.32, 0.62 * side])
+            legs += [rod(hip, knee, leg_width / 2), rod(knee - 0.01 * (knee - hip), foot, leg_width / 2)]
+    return _paint(_union(*body, *legs), (0.35, 0.15, 0.05), (0.9, 0.4, 0.1), axis=(1.0, 0.3, 0.0))
+
+
+def aircraft(thickness=0.03):
+    """A plane along x: a fuselage, thin swept-free wings (span 1.6, `thickness` thick),
+    a horizontal tail and a vertical fin."""
+    parts = [ellipsoid((0.0, 0.0, 0.0), (0.85, 0.09, 0.09), level=3),
+             box((0.05, 0.0, 0.0), (0.30, thickness, 1.60)),
+             box((-0.68, 0.02, 0.0), (0.16, 0.6 * thickness, 0.60)),
+             box((-0.70, 0.17, 0.0), (0.18, 0.30, 0.6 * thickness))]
+    return _paint(_union(*parts), (0.8, 0.8, 0.85), (0.2, 0.3, 0.8), axis=(1.0, 0.0, 0.3))
+
+
+
 TARGETS = {"blob": blob, "spiky": spiky, "bowl": bowl, "peanut": peanut,
-           "cube": cube_target, "torus": torus_target}
+           "cube": cube_target, "torus": torus_target,
+           "insect": insect, "aircraft": aircraft}
+THIN_TARGETS = ("insect", "aircraft")  # unions of parts, with parts about a pixel thick at 64 px

@@ -259,3 +259,160 @@ def test_cli_fit_bad_input(tmp_path, args, message):
     assert "softras-taichi: error:" in p.stderr and message in p.stderr
     assert "Traceback" not in p.stderr
     assert not (tmp_path / "x").exists()
+
+
+# --------------------------------------------------------------------------- large steps, refinement
+
+def test_large_steps_parametrisation_and_its_gradient():
+    from softras_taichi.fit import large_steps
+
+    mesh = fit.template(1)
+    L = large_steps.laplacian(mesh.faces, mesh.num_vertices).toarray()
+    assert np.allclose(L.sum(axis=1), 0) and np.all(np.diag(L) >= 5)  # D − A: degrees 5 and 6
+    ls = large_steps.LargeSteps(mesh.vertices, mesh.faces, smoothing=3.0)
+    np.testing.assert_allclose(ls.vertices(), mesh.vertices, atol=1e-12)  # u = (I + λL) x, x back
+    # ∂/∂u of Σ w·x(u), x = (I + λL)⁻¹ u: against central differences
+    rng = np.random.default_rng(0)
+    w = rng.normal(size=ls.u.shape)
+    g = ls.gradient(w)
+    for i, k in [(0, 0), (7, 2), (30, 1)]:
+        e = np.zeros_like(ls.u)
+        e[i, k] = 1e-4
+        u0 = ls.u.copy()
+        ls.u = u0 + e
+        up = (w * ls.vertices()).sum()
+        ls.u = u0 - e
+        down = (w * ls.vertices()).sum()
+        ls.u = u0
+        assert g[i, k] == pytest.approx((up - down) / 2e-4, rel=1e-6)
+    # a step on one vertex's u moves its neighbourhood smoothly, itself the most
+    ls.u[0] += 1.0
+    move = np.linalg.norm(ls.vertices() - mesh.vertices, axis=1)
+    assert move.argmax() == 0 and (move > 0.01).sum() > 5
+    # UniformAdam: the first step moves the entry with the largest gradient by lr exactly
+    p = np.zeros((4, 3))
+    grad = np.array([[1.0, 0, 0], [0, -4.0, 0], [0, 0, 0.5], [2.0, 0, 0]])
+    large_steps.UniformAdam(p.shape, lr=0.1).step(p, grad)
+    np.testing.assert_allclose(p, -0.1 * grad / 4.0, atol=1e-8)
+    q = np.zeros((4, 3))
+    large_steps.UniformAdam(q.shape, lr=0.1, per="vertex").step(q, grad)
+    np.testing.assert_allclose(np.abs(q).max(axis=1), [0.1, 0.1, 0.1, 0.1], atol=1e-8)
+
+
+def _closed(mesh):
+    f = mesh.faces
+    directed = np.concatenate([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]])
+    _, counts = np.unique(np.sort(directed, axis=1), axis=0, return_counts=True)
+    return np.all(counts == 2) and len(np.unique(directed, axis=0)) == len(directed), \
+        mesh.num_vertices - len(counts) + mesh.num_faces
+
+
+def test_split_long_edges_keeps_the_surface_closed_and_the_silhouette():
+    from softras_taichi.fit import remesh
+
+    m = fit.template(2)
+    v = m.vertices.copy()
+    v[np.argmax(v[:, 0])] *= 3.0  # pull one vertex out: a spike of long edges
+    spike = sr.Mesh(v, m.faces)
+    out, n = fit.split(spike, 0.2)
+    assert n > 5 and out.num_faces == spike.num_faces + 2 * n
+    closed, euler = _closed(out)
+    assert closed and euler == 2
+    np.testing.assert_array_equal(out.vertices[:spike.num_vertices], spike.vertices)  # old vertices stay
+    e = np.sort(np.concatenate([out.faces[:, [0, 1]], out.faces[:, [1, 2]], out.faces[:, [2, 0]]]), axis=1)
+    assert np.linalg.norm(out.vertices[e[:, 0]] - out.vertices[e[:, 1]], axis=1).max() < \
+        np.linalg.norm(spike.vertices[spike.faces[:, 0]] - spike.vertices[spike.faces[:, 1]], axis=1).max()
+    n0 = np.cross(spike.vertices[spike.faces[:, 1]] - spike.vertices[spike.faces[:, 0]],
+                  spike.vertices[spike.faces[:, 2]] - spike.vertices[spike.faces[:, 0]])
+    n1 = np.cross(out.vertices[out.faces[:, 1]] - out.vertices[out.faces[:, 0]],
+                  out.vertices[out.faces[:, 2]] - out.vertices[out.faces[:, 0]])
+    assert np.isclose(np.linalg.norm(n0, axis=1).sum(), np.linalg.norm(n1, axis=1).sum())  # same area
+    cams = fit.training_cameras(6)
+    hard = sr.HardRenderer(48)
+    a, b = hard.render(spike, cams)[..., 3] > 0.5, hard.render(out, cams)[..., 3] > 0.5
+    assert np.mean(a == b) > 0.999
+    # a face budget is respected; nothing long means nothing split
+    capped, _ = fit.split(spike, 0.2, max_faces=spike.num_faces + 4)
+    assert capped.num_faces <= spike.num_faces + 4
+    assert remesh.split_long_edges(m.vertices, m.faces, 10.0)[3] == 0
+    sub = fit.subdivide(spike.with_colors(np.full(3, 0.25)))
+    assert sub.num_faces == 4 * spike.num_faces and _closed(sub) == (True, 2)
+    assert np.allclose(sub.colors, 0.25)
+
+
+def test_run_plan_of_a_recipe():
+    r = fit.RECIPES["softras"]
+    assert fit.stages(r) == [("start", 0, 400)]
+    c2f = dataclasses_replace(r, level=4, start_level=2, refine_until=0.5, iterations=100, split_at=(0.8,))
+    assert fit.stages(c2f) == [("start", 0, 25), ("subdivide", 25, 50), ("subdivide", 50, 80), ("split", 80, 100)]
+    with pytest.raises(TypeError, match="unknown setting"):
+        fit.reconstruct(np.zeros((1, 8, 8, 4)), sr.Camera.look_at(), levle=3)
+    with pytest.raises(ValueError, match="unknown method"):
+        fit.reconstruct(np.zeros((1, 8, 8, 4)), sr.Camera.look_at(), method="magic")
+
+
+def dataclasses_replace(recipe, **kw):
+    import dataclasses
+
+    return dataclasses.replace(recipe, **kw)
+
+
+def test_batches_cycle_through_every_view():
+    from softras_taichi.fit.reconstruct import _batches
+
+    b = _batches(10, 4, 9, [0, 1], 4, seed=0)
+    assert all(len(x) == 4 and len(set(x)) == 4 for x in b)
+    assert list(b[0][:2]) == [0, 1] and list(b[4][:2]) == [0, 1] and list(b[8][:2]) == [0, 1]
+    counts = np.bincount(np.concatenate(b[1:4]), minlength=10)
+    assert counts.max() - counts.min() <= 2  # a shuffled cycle, not a random draw
+    assert all(np.array_equal(x, np.arange(10)) for x in _batches(10, 10, 3, [0], 1, seed=0))
+
+
+def test_reconstruction_in_batches_of_views():
+    """32 views of which 8 are rendered per step (each step costs what 8 views cost)."""
+    images, cams, held, held_cams = fit.target_views(fit.normalize(sr.TARGETS["peanut"]()), 32, 32, 4)
+    r = fit.reconstruct(images, cams, held, held_cams, level=2, iterations=60, batch=8, snapshot_every=0)
+    assert r.iou_heldout > 0.8 and r.settings["batch"] == 8
+
+
+# --------------------------------------------------------------------------- quality (slow)
+
+QUALITY = {}
+
+
+def quality(target, **settings):
+    """fit_target at the README's setting (24 views, 64 px, the default method), cached."""
+    key = (target, tuple(sorted(settings.items())))
+    if key not in QUALITY:
+        QUALITY[key] = fit.fit_target(target, views=24, size=64, snapshot_every=0, **settings)
+    return QUALITY[key]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("target", list(sr.TARGETS))
+def test_default_fit_quality(target):
+    """Held-out IoU at the defaults: every genus-0 target >= 0.95, the thin-part targets
+    >= 0.85 (the torus, genus 1, is out of a sphere's reach: >= 0.9)."""
+    r = quality(target)
+    bound = {"torus": 0.9, "insect": 0.85, "aircraft": 0.85}.get(target, 0.95)
+    assert r.iou_heldout >= bound, r.metrics()
+    assert r.iou_train >= r.iou_heldout - 0.1
+    assert np.isfinite(r.mesh.vertices).all()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("target", ["insect", "spiky"])
+def test_a_finer_template_never_makes_it_worse(target):
+    """The issue's failure: a finer template made the ant worse (SoftRas's recipe at
+    level 4: 0.46 against 0.68 at level 3).  With the default, level 4 is at least as
+    good as level 3, within 0.01 (spiky: 0.963 against 0.970, insect: 0.858 against 0.755)."""
+    default, coarse = quality(target), quality(target, level=3)
+    assert default.iou_heldout >= coarse.iou_heldout - 0.01, (coarse.iou_heldout, default.iou_heldout)
+
+
+@pytest.mark.slow
+def test_more_iterations_never_make_it_worse():
+    """800 steps against 400 on spiky (0.963 both times when measured).  Not on the insect:
+    there 800 steps gave 0.848 against 0.858 (README, "More faces, more iterations")."""
+    default, longer = quality("spiky"), quality("spiky", iterations=800)
+    assert longer.iou_heldout >= default.iou_heldout - 0.01, (default.iou_heldout, longer.iou_heldout)

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from softras_taichi.mesh import Mesh
-from softras_taichi.primitives import TARGETS, cube, icosphere, torus
+from softras_taichi.primitives import PIXEL_AT_64, TARGETS, THIN_TARGETS, cube, icosphere, torus
 
 V = [[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1]]
 F = [[0, 2, 1], [0, 1, 3], [0, 3, 2], [1, 2, 3]]
@@ -107,7 +107,7 @@ def assert_outward(mesh):
     assert np.all(np.sum(face_normals(mesh) * centroids, axis=1) > 0)
 
 
-GENUS0 = [name for name in TARGETS if name != "torus"]
+GENUS0 = [name for name in TARGETS if name not in ("torus",) + THIN_TARGETS]
 ALL = {"icosphere": lambda: icosphere(2), "cube": cube, "cube_sub": lambda: cube(2.0, 3),
        "torus": torus, **{f"target_{k}": f for k, f in TARGETS.items()}}
 
@@ -150,13 +150,43 @@ def test_closed_consistent_manifold(name):
     assert np.linalg.norm(face_normals(m), axis=1).min() > 0, "no degenerate triangles"
 
 
+def parts(mesh):
+    """The connected components of a mesh, each as a Mesh of its own."""
+    label = np.arange(mesh.num_vertices)
+    e = np.concatenate([mesh.faces[:, [0, 1]], mesh.faces[:, [1, 2]]])
+    while True:  # label propagation: every vertex takes the smallest label it touches
+        low = np.minimum(label[e[:, 0]], label[e[:, 1]])
+        new = label.copy()
+        np.minimum.at(new, e[:, 0], low)
+        np.minimum.at(new, e[:, 1], low)
+        if np.array_equal(new, label):
+            break
+        label = new
+    out = []
+    for k in np.unique(label):
+        keep = np.flatnonzero(label == k)
+        index = np.full(mesh.num_vertices, -1)
+        index[keep] = np.arange(len(keep))
+        faces = mesh.faces[np.all(label[mesh.faces] == k, axis=1)]
+        out.append(Mesh(mesh.vertices[keep], index[faces]))
+    return out
+
+
 @pytest.mark.parametrize("name", TARGETS)
 def test_targets_euler_bounds_colours(name):
     m = TARGETS[name]()
     assert isinstance(m, Mesh)
-    counts, _ = edge_counts(m)
-    euler = m.num_vertices - len(counts) + m.num_faces
-    assert euler == (0 if name == "torus" else 2)
+    if name in THIN_TARGETS:  # overlapping closed convex parts: each one a sphere
+        for part in parts(m):
+            counts, consistent = edge_counts(part)
+            assert np.all(counts == 2) and consistent
+            assert part.num_vertices - len(counts) + part.num_faces == 2
+            c = part.vertices[part.faces].mean(axis=1)
+            assert np.all(np.sum(face_normals(part) * (c - part.vertices.mean(axis=0)), axis=1) > 0)
+    else:
+        counts, _ = edge_counts(m)
+        euler = m.num_vertices - len(counts) + m.num_faces
+        assert euler == (0 if name == "torus" else 2)
     assert np.linalg.norm(m.vertices, axis=1).max() <= 1.0
     assert m.colors.std(axis=0).max() > 0.05, "targets need colours that vary"
     if name in GENUS0:
@@ -164,4 +194,28 @@ def test_targets_euler_bounds_colours(name):
 
 
 def test_targets_include_the_course_shapes():
-    assert {"blob", "spiky", "bowl", "cube", "torus"} <= set(TARGETS)
+    assert {"blob", "spiky", "bowl", "cube", "torus", "insect", "aircraft"} <= set(TARGETS)
+
+
+def test_thin_targets_have_parts_one_pixel_thick_at_64px():
+    """The insect's legs and the aircraft's wings are about one pixel (0.049 units) thick:
+    in a 64 px render from above (insect) or from the front (aircraft), a leg or a wing
+    is a line 1-2 pixels wide."""
+    import softras_taichi as sr
+
+    sr.init("cpu")
+    legs = parts(TARGETS["insect"]())[4:]
+    assert len(legs) == 12  # six legs, two rods each
+    for leg in legs:  # a rod's circumradius is half the width
+        axis = leg.vertices[-1] - leg.vertices[-2]
+        radial = leg.vertices[:-2] - leg.vertices[-2]
+        radial -= np.outer(radial @ axis / (axis @ axis), axis)
+        assert np.linalg.norm(radial, axis=1).max() == pytest.approx(PIXEL_AT_64 / 2)
+    hard = sr.HardRenderer(64)
+    top = hard.render(TARGETS["insect"](), sr.Camera.look_at(elevation=89.0))[..., 3] > 0.5
+    for row in (top[22], top[40]):  # rows across the three legs of each side, off the body
+        runs = np.diff(np.flatnonzero(np.diff(np.r_[0, row, 0].astype(int))).reshape(-1, 2), axis=1)
+        assert len(runs) == 3 and runs.max() == 1
+    front = hard.render(TARGETS["aircraft"](), sr.Camera.look_at(elevation=4.0, azimuth=90.0))[..., 3] > 0.5
+    for column in (front[:, 32 - 10], front[:, 32 + 10]):  # through a wing, off the fuselage
+        assert 1 <= column.sum() <= 2
