@@ -368,6 +368,17 @@ def test_batches_cycle_through_every_view():
     assert all(np.array_equal(x, np.arange(10)) for x in _batches(10, 10, 3, [0], 1, seed=0))
 
 
+def test_the_result_is_the_best_mesh_of_the_sharp_phase():
+    """The training IoU is measured every few steps once σ is sharp; the result is the
+    best of those meshes, not whatever the last step left."""
+    images, cams, held, held_cams = fit.target_views(fit.normalize(sr.TARGETS["peanut"]()), 8, 32, 2)
+    r = fit.reconstruct(images, cams, held, held_cams, level=2, iterations=40, snapshot_every=0)
+    steps, scores = zip(*r.checkpoints)
+    assert steps[0] == 29 and steps[-1] == 40 and len(steps) == 3  # 28 = 0.7 · 40 steps, then every 10
+    assert r.iou_train == pytest.approx(max(scores), abs=1e-12)
+    assert r.settings["best_step"] == steps[int(np.argmax(scores))]
+
+
 def test_reconstruction_in_batches_of_views():
     """32 views of which 8 are rendered per step (each step costs what 8 views cost)."""
     images, cams, held, held_cams = fit.target_views(fit.normalize(sr.TARGETS["peanut"]()), 32, 32, 4)
@@ -411,8 +422,10 @@ def test_a_finer_template_never_makes_it_worse(target):
 
 
 @pytest.mark.slow
-def test_more_iterations_never_make_it_worse():
-    """800 steps against 400 on spiky (0.963 both times when measured).  Not on the insect:
-    there 800 steps gave 0.848 against 0.858 (README, "More faces, more iterations")."""
-    default, longer = quality("spiky"), quality("spiky", iterations=800)
+@pytest.mark.parametrize("target", ["insect", "spiky"])
+def test_more_iterations_never_make_it_worse(target):
+    """800 steps against 400 (measured: insect 0.864 against 0.860, spiky 0.960 against
+    0.963).  Before the fit kept its best mesh of the sharp phase, the insect's 800 steps
+    ended at 0.848 (its one-pixel legs flicker at the sharpest σ)."""
+    default, longer = quality(target), quality(target, iterations=800)
     assert longer.iou_heldout >= default.iou_heldout - 0.01, (default.iou_heldout, longer.iou_heldout)

@@ -56,6 +56,7 @@ class Reconstruction:
     cameras: Camera = None
     heldout_images: np.ndarray = None
     heldout_cameras: Camera = None
+    checkpoints: list = None            # (steps done, training IoU) measured in the sharp phase
 
     def metrics(self):
         """What `softras-taichi fit` writes to metrics.json."""
@@ -70,6 +71,7 @@ class Reconstruction:
 
 
 GEOMETRY_FACES = 1280  # faces of the level-3 template that μ is quoted for
+BEST_EVERY = 10        # steps between two measurements of the training IoU in the sharp phase
 
 
 def _recipe(method, overrides):
@@ -258,6 +260,15 @@ def reconstruct(images, cameras, heldout_images=None, heldout_cameras=None, fit_
     bar = _progress(T, progress)
     t0 = time.perf_counter()
     stage = None
+    # Keep the best: once σ has reached its end (the last 30 % of the run), the hard
+    # training IoU of the mesh is measured every BEST_EVERY steps and the best mesh is
+    # the result, so a silhouette that flickers by a pixel in the long sharp phase (the
+    # insect's one-pixel legs at 800 steps) cannot end the fit on a bad step.  Only
+    # training views are used: held-out views stay unseen.
+    hard = HardRenderer(image_size=S)
+    masks = images[..., 3] > 0.5
+    settle = int(round(0.7 * T))
+    best, checks = (-1.0, None, None), []
     for what, first, end in plan:
         if what == "subdivide":
             mesh = subdivide(stage.mesh())
@@ -294,6 +305,12 @@ def reconstruct(images, cameras, heldout_images=None, heldout_cameras=None, fit_
                 frames.append(np.concatenate([_frame(img[i], fit_color) for i in range(len(snapshot_views))], 1))
                 frame_steps.append(k)
             stage.step(rates[k])
+            if k >= settle and ((k - settle) % BEST_EVERY == 0 or k == T - 1):
+                m = stage.mesh()
+                score = per_view_iou(hard.render(Mesh(m.vertices, m.faces), cameras)[..., 3] > 0.5, masks)
+                checks.append((k + 1, score))
+                if score > best[0]:
+                    best = (score, m, k + 1)
             history["loss"].append(total)
             history["silhouette"].append(ls)
             history["color"].append(lc)
@@ -309,11 +326,10 @@ def reconstruct(images, cameras, heldout_images=None, heldout_cameras=None, fit_
     seconds = time.perf_counter() - t0
     if bar is not None:
         bar.close()
-    fitted = stage.mesh()
+    fitted = best[1] if best[1] is not None else stage.mesh()
     if not fit_color:
         fitted = Mesh(fitted.vertices, fitted.faces)
-    hard = HardRenderer(image_size=S)
-    iou_train = per_view_iou(hard.render(fitted, cameras)[..., 3] > 0.5, images[..., 3] > 0.5)
+    iou_train = per_view_iou(hard.render(fitted, cameras)[..., 3] > 0.5, masks)
     iou_heldout = color_heldout = None
     if heldout_images is not None:
         held = np.asarray(heldout_images)
@@ -323,14 +339,15 @@ def reconstruct(images, cameras, heldout_images=None, heldout_cameras=None, fit_
             inside = held[..., 3] > 0.5
             color_heldout = float(np.abs(pred[..., :3] - held[..., :3])[inside].mean())
     settings = dict(dataclasses.asdict(recipe), method=method, views=N, size=S,
-                    fit_color=bool(fit_color), seed=seed, stages=[list(p) for p in plan], faces_final=int(fitted.num_faces))
+                    fit_color=bool(fit_color), seed=seed, stages=[list(p) for p in plan], faces_final=int(fitted.num_faces),
+                    best_step=best[2])
     settings["betas"] = list(recipe.betas)
     settings["sigma"] = recipe.sigma if np.isscalar(recipe.sigma) else list(recipe.sigma)
     return Reconstruction(mesh=fitted, history=history, iou_train=iou_train, iou_heldout=iou_heldout,
                           seconds=seconds, iterations=T, frames=frames,
                           frame_steps=frame_steps, settings=settings, color_l1_heldout=color_heldout,
                           images=images, cameras=cameras, heldout_images=heldout_images,
-                          heldout_cameras=heldout_cameras)
+                          heldout_cameras=heldout_cameras, checkpoints=checks)
 
 
 def _progress(total, enabled):
