@@ -10,9 +10,15 @@ solutions/ and exercises/ must
   metadata.widgets; without it GitHub refuses to show the whole notebook).
 
 Lectures in notebooks/ also open the same way (notebooks/README.md, "Conventions"):
-cell 1 is markdown with the "Open in Colab" badge pointing at this very file, cell 2 is
-the code cell that installs the pinned package only when running in Colab; and each
-lecture is listed in notebooks/README.md.
+cell 1 is markdown with the "Open in Colab" badge pointing at this very file, then the
+lecture's prerequisites, study time, run time, objectives and links to its exercise and to
+docs/math.md; cell 2 is the code cell that installs the pinned package only when running in
+Colab; each lecture asks at least two "Think!" questions with folded answers, and is listed
+in notebooks/README.md.
+
+And the project's own text cites only what a reader can see: docs/math.md exists, states
+the library's defaults and the sections others cite, and no tracked file mentions an
+internal contract ("SPEC") or "the seed's" setting.
 """
 import ast
 import json
