@@ -202,10 +202,14 @@ class Workspace:
     def ndarray(self, name, dtype, shape):
         """A cached ndarray of this exact shape (ndarrays compile once whatever their shape)."""
         shape = tuple(int(s) for s in shape)
-        a = self._nd.get(name)
-        if a is None or a.shape != shape or a.dtype != dtype:
-            a = self._nd[name] = ti.ndarray(dtype, shape=shape)
-        return a
+        # keyed by what was asked for: a vector ndarray reports only its element type as
+        # .dtype (and vector types compare by identity), so comparing with either would
+        # allocate a new ndarray on every render, and Taichi does not give them back
+        key = (getattr(dtype, "n", None), getattr(dtype, "m", None), getattr(dtype, "dtype", dtype), shape)
+        cached = self._nd.get(name)
+        if cached is None or cached[0] != key:
+            cached = self._nd[name] = (key, ti.ndarray(dtype, shape=shape))
+        return cached[1]
 
     def entries(self, E):
         """Four int32 ndarrays of at least E entries (binning's lists), grown by half again
