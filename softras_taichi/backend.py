@@ -11,7 +11,8 @@ import sys
 import taichi as ti
 
 ARCHES = ("cpu", "cuda", "vulkan", "metal")
-_state = {"arch": None, "precision": None, "generation": 0}
+LAYOUTS = ("auto", "cpu", "gpu")
+_state = {"arch": None, "precision": None, "layout": None, "generation": 0}
 _before_reset = []  # callbacks that drop what the running Taichi program owns (workspace.py)
 
 
@@ -48,15 +49,19 @@ def _ti_arch(name):
     return {"cpu": ti.cpu, "cuda": ti.cuda, "vulkan": ti.vulkan, "metal": ti.metal}[name]
 
 
-def init(arch="auto", precision="f32", verbose=True, **ti_kwargs):
+def init(arch="auto", precision="f32", verbose=True, layout="auto", **ti_kwargs):
     """Start Taichi on `arch` ("auto", "cpu", "cuda", "vulkan", "metal"); return its name.
 
     precision "f64" is for gradient checks on the CPU (and CUDA): Vulkan cannot compile
-    f64 transcendental functions and Metal has no f64.  Calling init again is safe:
+    f64 transcendental functions and Metal has no f64.  `layout` arranges the soft pass
+    ("cpu": soft.py, "gpu": soft_tiles.py; "auto": "cpu" on the CPU, "gpu" elsewhere);
+    the results are the same, only the speed differs.  Calling init again is safe:
     every scene and cached field is rebuilt on next use.
     """
     if arch not in ARCHES + ("auto",):
         raise ValueError(f"arch must be one of 'auto', 'cpu', 'cuda', 'vulkan', 'metal'; got {arch!r}")
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of 'auto', 'cpu', 'gpu'; got {layout!r}")
     if precision not in ("f32", "f64"):
         raise ValueError(f"precision must be 'f32' or 'f64', got {precision!r}")
     if precision == "f64" and arch in ("vulkan", "metal"):
@@ -89,9 +94,12 @@ def init(arch="auto", precision="f32", verbose=True, **ti_kwargs):
             if arch != "auto":
                 break
             continue
-        _state.update(arch=name, precision=precision, generation=_state["generation"] + 1)
+        natural = "cpu" if name == "cpu" else "gpu"
+        picked = natural if layout == "auto" else layout
+        _state.update(arch=name, precision=precision, layout=picked, generation=_state["generation"] + 1)
         if verbose:
-            print(f"softras-taichi: running on {name} ({precision})")
+            forced = "" if picked == natural else f", {picked} layout"
+            print(f"softras-taichi: running on {name} ({precision}{forced})")
         return name
     raise RuntimeError(f"could not start Taichi on {arch!r}: " + "; ".join(errors)
                        + ". Try sr.init('cpu'), which works everywhere.")
@@ -121,3 +129,8 @@ def generation():
 def current():
     """(arch, precision) of the running backend, or (None, None) before init."""
     return _state["arch"], _state["precision"]
+
+
+def layout():
+    """"cpu" or "gpu": how the soft pass is laid out (init's `layout`)."""
+    return _state["layout"]
