@@ -61,7 +61,7 @@ def _soft(ws, r, V, F, N, S):
             ws.image, r.sigma, r.gamma, r.cull_d2, r.eps, r.near, r.far, cut, p_floor, *r.background, N, S,
             b.T, rgb)
     if backend.layout() == "gpu":
-        soft_tiles.forward(*args, soft_tiles.block_dim(b.T), soft_tiles.has_shared_memory(backend.current()[0]))
+        soft_tiles.forward(*args, soft_tiles.block_dim(b.T), *soft_tiles.staging(*backend.current()))
     else:
         soft.forward(*args)
 

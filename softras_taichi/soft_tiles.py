@@ -39,9 +39,10 @@ def block_dim(T):
     return 64 if T <= 8 else 256
 
 
-def has_shared_memory(arch):
-    """ti.simt.block.SharedArray and block.sync exist on CUDA and the SPIR-V backends."""
-    return arch in ("cuda", "vulkan", "metal")
+def staging(arch, precision):
+    """(shared, fp) for forward: ti.simt.block.SharedArray and block.sync exist on CUDA and
+    the SPIR-V backends (Vulkan, Metal), not on the CPU; fp is the records' float type."""
+    return arch in ("cuda", "vulkan", "metal"), ti.f64 if precision == "f64" else ti.f32
 
 
 @ti.func
@@ -84,9 +85,10 @@ def forward(face: ti.types.ndarray(), rect: ti.types.ndarray(), faces: ti.templa
             uncovered: ti.template(), image: ti.template(), sigma: float, gamma: float, thr: float,
             eps: float, near: float, far: float, cut: float, p_floor: float, br: float, bg: float,
             bb: float, N: ti.i32, S: ti.i32, T: ti.i32, rgb: ti.template(), B: ti.template(),
-            shared: ti.template()):
+            shared: ti.template(), fp: ti.template()):
     """image = (Σ e_j C_j + e_b C_b) / Δ and A = 1 − P, as soft.forward, one block of B
-    threads per tile; keeps m, Δ, P for the backward."""
+    threads per tile; keeps m, Δ, P for the backward.  shared: stage the set-up
+    records (float type fp) in shared memory; False where the backend has none."""
     inv_gamma, inv_range = 1.0 / gamma, 1.0 / (far - near)
     TX = (S + T - 1) // T
     rounds = (T * T + B - 1) // B
@@ -96,9 +98,9 @@ def forward(face: ti.types.ndarray(), rect: ti.types.ndarray(), faces: ti.templa
         n, ty, tx = t // (TX * TX), (t // TX) % TX, t % TX
         start, count = tile_offset[t], tile_count[t]
         chunks = (count + B - 1) // B
-        if ti.static(shared):
-            rec_s = ti.simt.block.SharedArray((B * soft.SETUP,), float)
-            idx_s = ti.simt.block.SharedArray((B * 5,), ti.i32)  # rectangle, face index
+        # declared either way (a static if would scope them), one element where unused
+        rec_s = ti.simt.block.SharedArray((B * soft.SETUP if shared else 1,), fp)
+        idx_s = ti.simt.block.SharedArray((B * 5 if shared else 1,), ti.i32)  # rectangle, face index
         for r in range(rounds):
             q = r * B + tid
             y, x = ty * T + q // T, tx * T + q % T
