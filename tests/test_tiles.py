@@ -5,9 +5,14 @@ and the CPU layout (soft.py) to float64 rounding, images and every gradient, for
 of every shape the kernels handle (8 and 16 a side, tiles larger than a block, an image
 smaller than a tile, image sides that are not multiples of the tile).
 
+SOFTRAS_TEST_ARCH=cuda runs the same float64 checks on CUDA, where the forward stages
+the set-up records in shared memory (benchmarks/gpu_check.sh; DEVELOPERS.md).
+
 Also: sr.init's `layout` argument and "auto"'s choice of backend (monkeypatched, since
 CI has no GPU); the Vulkan side of the GPU layout is tests/test_vulkan.py.
 """
+import os
+
 import numpy as np
 import pytest
 
@@ -29,6 +34,7 @@ def _meshes():
     return {"ico": ico, "spiky": sr.TARGETS["spiky"](), "awkward": awkward}
 
 
+ARCH = os.environ.get("SOFTRAS_TEST_ARCH", "cpu")
 MESHES = _meshes()
 CAMS = sr.Camera.look_at(distance=[2.5, 2.0], elevation=[20, 90], azimuth=[30, 10])
 KW = dict(sigma=3e-4, gamma=1e-3, background=(0.2, 0.3, 0.4))
@@ -57,7 +63,7 @@ def _run(r, mesh, g_seed=0):
 def runs():
     out = {}
     for layout in ("gpu", "cpu"):
-        sr.init("cpu", precision="f64", layout=layout)
+        sr.init(ARCH, precision="f64", layout=layout)
         assert backend.layout() == layout
         for run, (mesh, size, tile, kind) in zip(IDS, RUNS):
             out[layout, run] = _run(_renderer(kind, size, tile), MESHES[mesh])
@@ -93,7 +99,7 @@ def test_gpu_layout_equals_cpu_layout(runs, run):
 
 def test_gpu_layout_binned_equals_dense(runs):
     """Tiles of 8 (auto) and one tile per view give the same render and gradients."""
-    sr.init("cpu", precision="f64", layout="gpu")
+    sr.init(ARCH, precision="f64", layout="gpu")
     mesh = MESHES["ico"]
     binned, dense = _run(_renderer("soft", 20, "auto"), mesh), _run(_renderer("soft", 20, 20), mesh)
     assert (binned[2], dense[2]) == (8, 20)
@@ -106,7 +112,7 @@ def test_tile_sides(runs):
     assert runs["gpu", "ico-20-auto-soft"][2] == 8
     assert [soft_tiles.gpu_tile(e) for e in (0.5, 4, 15.9, 16, 300)] == [8, 8, 8, 16, 16]
     assert [soft_tiles.block_dim(t) for t in (1, 8, 16, 24)] == [64, 64, 256, 256]
-    sr.init("cpu", precision="f64", layout="gpu")
+    sr.init(ARCH, precision="f64", layout="gpu")
     big = sr.SoftRenderer(image_size=64, sigma=1e-4)
     assert big.pair_stats(sr.icosphere(0, 0.9), sr.Camera.look_at())["tile"] == 16  # 20 large faces
 
@@ -116,7 +122,7 @@ def test_tape_scene_gradients_in_gpu_layout():
     import taichi as ti
     grads = {}
     for layout in ("cpu", "gpu"):
-        sr.init("cpu", precision="f64", layout=layout)
+        sr.init(ARCH, precision="f64", layout=layout)
         scene = sr.SoftRenderer(image_size=16, **KW).scene(MESHES["ico"], CAMS)
         loss = ti.field(float, shape=(), needs_grad=True)
 
