@@ -74,6 +74,7 @@ def main(argv=None):
     p.add_argument("--reps", type=int, default=10)
     p.add_argument("--quick", action="store_true", help="3 reps, a 20-iteration fit, no 512 px row")
     p.add_argument("--no-fit", action="store_true", help="skip the fit row")
+    p.add_argument("--only", default=None, help="comma-separated row keys to run (default: all)")
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
     reps = 3 if args.quick else args.reps
@@ -89,6 +90,11 @@ def main(argv=None):
            "host": platform.node(), "rows": {}}
     rows = out["rows"]
 
+    only = set(args.only.split(",")) if args.only else None
+
+    def wanted(key):
+        return only is None or key in only
+
     def row(key, value):
         rows[key] = value
         rows["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
@@ -99,18 +105,22 @@ def main(argv=None):
                 json.dump(out, f, indent=1)
 
     soft = sr.SoftRenderer(image_size=256)
-    row("fb_256_5120_1v", median_ms(grads_call(sr, soft, 4, 256, 1), reps))
-    row("tile_256_5120", soft.pair_stats(sr.icosphere(4, 0.6), sr.Camera.look_at(2.7, 30.0, 45.0))["tile"])
-    row("fb_256_5120_64v", median_ms(grads_call(sr, soft, 4, 256, 64), reps))
-    row("fb_64_24v", median_ms(grads_call(sr, sr.SoftRenderer(image_size=64), 4, 64, 24), reps))
-    row("sil_64_24v", median_ms(grads_call(sr, sr.SilhouetteRenderer(image_size=64), 4, 64, 24), reps))
-    if not args.no_fit:
+    if wanted("fb_256_5120_1v"):
+        row("fb_256_5120_1v", median_ms(grads_call(sr, soft, 4, 256, 1), reps))
+        row("tile_256_5120", soft.pair_stats(sr.icosphere(4, 0.6), sr.Camera.look_at(2.7, 30.0, 45.0))["tile"])
+    if wanted("fb_256_5120_64v"):
+        row("fb_256_5120_64v", median_ms(grads_call(sr, soft, 4, 256, 64), reps))
+    if wanted("fb_64_24v"):
+        row("fb_64_24v", median_ms(grads_call(sr, sr.SoftRenderer(image_size=64), 4, 64, 24), reps))
+    if wanted("sil_64_24v"):
+        row("sil_64_24v", median_ms(grads_call(sr, sr.SilhouetteRenderer(image_size=64), 4, 64, 24), reps))
+    if not args.no_fit and wanted("fit_default_s"):
         kw = {"iterations": 20} if args.quick else {}
         result = fit.fit_target(sr.TARGETS["blob"](), views=24, size=64, **kw)
         row("fit_default_s", round(result.seconds, 2))
         row("fit_iterations", result.iterations)
         row("fit_iou_heldout", round(float(result.iou_heldout), 4))
-    if not args.quick:
+    if not args.quick and wanted("fb_512_81920_1v"):
         row("fb_512_81920_1v", median_ms(grads_call(sr, sr.SoftRenderer(image_size=512), 6, 512, 1), min(reps, 5)))
     return out
 
