@@ -3,7 +3,7 @@ layouts of the soft pass (sr.init(layout=...): "cpu" = soft.py, "gpu" = soft_til
 tile-major forward with shared-memory staging and the entry-major backward).
 
 On a CPU-only machine Vulkan is lavapipe (mesa's software driver), which is slow:
-the inputs are small (16-24 px, < 100 faces). The module is skipped, with the reason
+the inputs are small (16-24 px, ≤ 1280 faces). The module is skipped, with the reason
 printed, when ``sr.init("vulkan")`` raises or does not give Vulkan. Both sides are
 float32 (f64 transcendentals do not compile on Vulkan, docs/architecture.md, "Rules every kernel follows").
 
@@ -34,11 +34,14 @@ def _cases():
     ico = (v, f, rng.uniform(0.05, 0.95, v.shape))
     v, f, c = ref.overlapping_triangles()
     tris = (v + rng.normal(0, 0.02, v.shape), f, 0.05 + 0.9 * c)
+    v, f = ref.icosphere(3, 0.9)  # ~300 faces per 8×8 tile: the GPU layout stages them in 5 chunks
+    ico3 = (v, f, rng.uniform(0.05, 0.95, v.shape))
     return [
         # name, mesh, elevation, azimuth, sigma, gamma, size
         ("ico1-el30-az45-s1e-3-g1e-2", ico, 30.0, 45.0, 1e-3, 1e-2, 24),
         ("ico1-el-60-az200-s3e-2-g1e-4", ico, -60.0, 200.0, 3e-2, 1e-4, 24),
         ("overlap-el10-az20-s1e-4-g1", tris, 10.0, 20.0, 1e-4, 1.0, 16),
+        ("ico3-el20-az30-s1e-4-g1e-3", ico3, 20.0, 30.0, 1e-4, 1e-3, 16),
     ]
 
 
