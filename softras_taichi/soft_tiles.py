@@ -48,7 +48,9 @@ def staging(arch, precision):
 @ti.func
 def add_pair(x, y, p, rec, rr, j, faces, colors, light, m, ws, cs, P, sigma, thr, near, far, cut,
              p_floor, inv_gamma, inv_range, rgb: ti.template()):
-    """One (pixel, face) pair into the running (m, Δ − e_b, Σ e C, P) of soft.forward."""
+    """One (pixel, face) pair into the running (m, Δ − e_b, Σ e C, P) of soft.forward.
+    (soft.forward and soft.backward inline this step and pair_grad's; they could call
+    these two once their CPU loops settle, leaving one copy of each.)"""
     if in_rect(x, y, rr):
         a, b, c, inv_det, inv_len2, inv_z = soft.unpack(rec)
         w, inside, _, _, d2 = soft.pair(p, a, b, c, inv_det, inv_len2)
