@@ -4,6 +4,8 @@ Every Taichi field dies when `ti.init` runs again, so objects that hold fields
 (scenes, renderer caches) remember the `generation` they were built in and rebuild
 themselves when it has moved on.
 """
+import ctypes
+import ctypes.util
 import glob
 import os
 import sys
@@ -11,21 +13,60 @@ import sys
 import taichi as ti
 
 ARCHES = ("cpu", "cuda", "vulkan", "metal")
-_state = {"arch": None, "precision": None, "generation": 0}
+LAYOUTS = ("auto", "cpu", "gpu")
+_state = {"arch": None, "precision": None, "layout": None, "generation": 0}
 _before_reset = []  # callbacks that drop what the running Taichi program owns (workspace.py)
 
 
+class _VkInstanceCreateInfo(ctypes.Structure):
+    _fields_ = [("sType", ctypes.c_int), ("pNext", ctypes.c_void_p), ("flags", ctypes.c_uint32),
+                ("pApplicationInfo", ctypes.c_void_p), ("enabledLayerCount", ctypes.c_uint32),
+                ("ppEnabledLayerNames", ctypes.c_void_p), ("enabledExtensionCount", ctypes.c_uint32),
+                ("ppEnabledExtensionNames", ctypes.c_void_p)]
+
+
+VK_PHYSICAL_DEVICE_TYPE_CPU = 4
+
+
+def _vulkan_devices():
+    """[(name, VkPhysicalDeviceType)] of every Vulkan device, asked of the Vulkan loader
+    itself ([] without one): Taichi does not say which device it would pick."""
+    name = ctypes.util.find_library("vulkan-1" if sys.platform == "win32" else "vulkan") or "libvulkan.so.1"
+    try:
+        vk = ctypes.CDLL(name)
+    except OSError:
+        return []
+    info, instance = _VkInstanceCreateInfo(sType=1), ctypes.c_void_p()  # VK_STRUCTURE_TYPE_INSTANCE_CREATE_INFO
+    if vk.vkCreateInstance(ctypes.byref(info), None, ctypes.byref(instance)) != 0:
+        return []
+    try:
+        n = ctypes.c_uint32()
+        vk.vkEnumeratePhysicalDevices(instance, ctypes.byref(n), None)
+        handles = (ctypes.c_void_p * n.value)()
+        vk.vkEnumeratePhysicalDevices(instance, ctypes.byref(n), handles)
+        found = []
+        for h in handles[:n.value]:
+            props = ctypes.create_string_buffer(4096)  # VkPhysicalDeviceProperties is 824 bytes
+            vk.vkGetPhysicalDeviceProperties(ctypes.c_void_p(h), props)
+            # apiVersion, driverVersion, vendorID, deviceID (4 bytes each), deviceType, deviceName[256]
+            kind = int.from_bytes(props.raw[16:20], "little")
+            found.append((props.raw[20:276].split(b"\0")[0].decode(errors="replace"), kind))
+        return found
+    finally:
+        vk.vkDestroyInstance(instance, None)
+
+
 def _has_real_vulkan_gpu():
-    # lavapipe (Mesa's CPU Vulkan driver) is slower than Taichi's CPU backend, so
-    # "auto" only picks Vulkan where a render node of a real GPU exists.
-    if sys.platform.startswith("linux"):
-        return bool(glob.glob("/dev/dri/renderD*"))
-    return sys.platform == "win32"
+    # lavapipe/llvmpipe (Mesa's CPU Vulkan driver, device type CPU) is slower than
+    # Taichi's CPU backend, so "auto" only picks Vulkan for a device that is a GPU.
+    try:
+        return any(kind != VK_PHYSICAL_DEVICE_TYPE_CPU for _, kind in _vulkan_devices())
+    except Exception:  # noqa: BLE001 - a broken loader means no usable Vulkan
+        return False
 
 
 def _has_cuda():
     # Asking Taichi for CUDA on a machine without it costs a start-up and a log line
-    import ctypes.util
     return bool(glob.glob("/dev/nvidia[0-9]*")) or (sys.platform == "win32" and bool(ctypes.util.find_library("nvcuda")))
 
 
@@ -48,15 +89,19 @@ def _ti_arch(name):
     return {"cpu": ti.cpu, "cuda": ti.cuda, "vulkan": ti.vulkan, "metal": ti.metal}[name]
 
 
-def init(arch="auto", precision="f32", verbose=True, **ti_kwargs):
+def init(arch="auto", precision="f32", verbose=True, layout="auto", **ti_kwargs):
     """Start Taichi on `arch` ("auto", "cpu", "cuda", "vulkan", "metal"); return its name.
 
     precision "f64" is for gradient checks on the CPU (and CUDA): Vulkan cannot compile
-    f64 transcendental functions and Metal has no f64.  Calling init again is safe:
+    f64 transcendental functions and Metal has no f64.  `layout` arranges the soft pass
+    ("cpu": soft.py, "gpu": soft_tiles.py; "auto": "cpu" on the CPU, "gpu" elsewhere);
+    the results are the same, only the speed differs.  Calling init again is safe:
     every scene and cached field is rebuilt on next use.
     """
     if arch not in ARCHES + ("auto",):
         raise ValueError(f"arch must be one of 'auto', 'cpu', 'cuda', 'vulkan', 'metal'; got {arch!r}")
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of 'auto', 'cpu', 'gpu'; got {layout!r}")
     if precision not in ("f32", "f64"):
         raise ValueError(f"precision must be 'f32' or 'f64', got {precision!r}")
     if precision == "f64" and arch in ("vulkan", "metal"):
@@ -89,9 +134,12 @@ def init(arch="auto", precision="f32", verbose=True, **ti_kwargs):
             if arch != "auto":
                 break
             continue
-        _state.update(arch=name, precision=precision, generation=_state["generation"] + 1)
+        natural = "cpu" if name == "cpu" else "gpu"
+        picked = natural if layout == "auto" else layout
+        _state.update(arch=name, precision=precision, layout=picked, generation=_state["generation"] + 1)
         if verbose:
-            print(f"softras-taichi: running on {name} ({precision})")
+            forced = "" if picked == natural else f", {picked} layout"
+            print(f"softras-taichi: running on {name} ({precision}{forced})")
         return name
     raise RuntimeError(f"could not start Taichi on {arch!r}: " + "; ".join(errors)
                        + ". Try sr.init('cpu'), which works everywhere.")
@@ -121,3 +169,8 @@ def generation():
 def current():
     """(arch, precision) of the running backend, or (None, None) before init."""
     return _state["arch"], _state["precision"]
+
+
+def layout():
+    """"cpu" or "gpu": how the soft pass is laid out (init's `layout`)."""
+    return _state["layout"]

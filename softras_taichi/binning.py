@@ -187,14 +187,14 @@ class Bins:
         self.N = self.F = self.S = 0
         self.T, self.TX, self.entries = 1, 1, 0
 
-    def build(self, proj, faces, radius, N, F, S, V, tile="auto"):
+    def build(self, proj, faces, radius, N, F, S, V, tile="auto", heuristic=auto_tile):
         ws = self.ws
         self.N, self.F, self.S, self.V = N, F, S, V
         self.rect = ws.ndarray("rect", ti.types.vector(4, ti.i32), (N, F))
         measure(proj, faces, self.rect, ws.extent_sum, ws.drawn, radius, S, N, F, V)
         sums = np.zeros(2, dtype=np.int32)
         read_sums(ws.extent_sum, ws.drawn, sums)
-        T = min(tile if tile != "auto" else auto_tile(sums[0] / max(sums[1], 1)), S)
+        T = min(tile if tile != "auto" else heuristic(sums[0] / max(sums[1], 1)), S)
         ntiles = ws.ndarray("ntiles", ti.i32, (N * F,))
         self.face_start = ws.ndarray("face_start", ti.i32, (N * F + 1,))
         total = np.zeros(1, dtype=np.int32)

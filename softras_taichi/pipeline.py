@@ -11,7 +11,7 @@ the workspace's fields and ndarrays, so it compiles once per process (workspace.
 """
 import taichi as ti
 
-from . import aggregate, backend, hard, lighting, project, soft
+from . import aggregate, backend, binning, hard, lighting, project, soft, soft_tiles
 
 
 def forward(ws, r, V, F, N, S):
@@ -29,7 +29,8 @@ def forward(ws, r, V, F, N, S):
         stage(lighting.face_light, ws.world, ws.faces, ws.light, r.ambient, r.directional,
               *r.light_direction, F)
     b = ws.bins
-    ti.ad.no_grad(b.build)(ws.proj, ws.faces, r.cull_radius, N, F, S, V, r.tile)
+    heuristic = soft_tiles.gpu_tile if backend.layout() == "gpu" else binning.auto_tile
+    ti.ad.no_grad(b.build)(ws.proj, ws.faces, r.cull_radius, N, F, S, V, r.tile, heuristic)
     lists = b.lists()
     if r.soft and not r.autodiff:
         stage(_soft, ws, r, V, F, N, S)
@@ -47,23 +48,34 @@ def forward(ws, r, V, F, N, S):
               *r.background, N, S, V)
 
 
-# The fast soft pass (soft.py) brings its own backward: under ti.ad.Tape (or
-# Workspace.backward), _soft_grad runs where Taichi would have differentiated _soft's kernels.
+# The fast soft pass (soft.py, or soft_tiles.py in the GPU layout: backend.layout()) brings
+# its own backward: under ti.ad.Tape (or Workspace.backward), _soft_grad runs where Taichi
+# would have differentiated _soft's kernels.
 @ti.ad.grad_replaced
 def _soft(ws, r, V, F, N, S):
     b, rgb = ws.bins, not r.alpha_only
     cut, p_floor = soft.cutoffs(r.gamma, r.dist_eps, backend.current()[1])
     ws.setup = ws.ndarray("setup", ti.types.vector(soft.SETUP, float), (N, F))
     soft.setup(ws.proj, ws.faces, b.rect, ws.setup, N, F, V)
-    soft.forward(ws.setup, b.rect, ws.faces, ws.colors, ws.light, *b.lists(), ws.zmax, ws.den,
-                 ws.uncovered, ws.image, r.sigma, r.gamma, r.cull_d2, r.eps, r.near, r.far, cut,
-                 p_floor, *r.background, N, S, b.T, rgb)
+    args = (ws.setup, b.rect, ws.faces, ws.colors, ws.light, *b.lists(), ws.zmax, ws.den, ws.uncovered,
+            ws.image, r.sigma, r.gamma, r.cull_d2, r.eps, r.near, r.far, cut, p_floor, *r.background, N, S,
+            b.T, rgb)
+    if backend.layout() == "gpu":
+        soft_tiles.forward(*args, soft_tiles.block_dim(b.T), *soft_tiles.staging(*backend.current()))
+    else:
+        soft.forward(*args)
 
 
 @ti.ad.grad_for(_soft)
 def _soft_grad(ws, r, V, F, N, S):
-    rgb = not r.alpha_only
+    b, rgb = ws.bins, not r.alpha_only
     cut, p_floor = soft.cutoffs(r.gamma, r.dist_eps, backend.current()[1])
     soft.pixel_adjoint(ws.image, ws.zmax, ws.den, ws.uncovered, ws.adjoint, p_floor, N * S * S, rgb)
-    soft.backward(ws.proj, ws.faces, ws.colors, ws.light, ws.setup, ws.bins.rect, ws.adjoint, r.sigma,
-                  r.gamma, r.cull_d2, r.near, r.far, cut, N, S, F, V, rgb)
+    if backend.layout() == "gpu":
+        entry_tile, _, entry_face, _ = ws.entries(b.entries)
+        soft_tiles.backward(ws.proj, ws.faces, ws.colors, ws.light, ws.setup, b.rect, ws.adjoint, entry_tile,
+                            entry_face, r.sigma, r.gamma, r.cull_d2, r.near, r.far, cut, N, S, b.T, b.entries,
+                            V, rgb)
+    else:
+        soft.backward(ws.proj, ws.faces, ws.colors, ws.light, ws.setup, b.rect, ws.adjoint, r.sigma,
+                      r.gamma, r.cull_d2, r.near, r.far, cut, N, S, F, V, rgb)
