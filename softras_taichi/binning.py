@@ -143,6 +143,26 @@ def fill(entry_tile: ti.types.ndarray(), entry_face: ti.types.ndarray(), entry_r
 
 
 @ti.kernel
+def order(tile_offset: ti.types.ndarray(), tile_count: ti.types.ndarray(), tile_faces: ti.types.ndarray(),
+          n_tiles: ti.i32):
+    """Each tile's list in increasing face order (insertion sort of its segment).  The
+    ranks of `count` come from atomics, so without this the order of a list (and with
+    it the rounding of every sum over it) could change from one run to the next."""
+    for t in range(n_tiles):
+        a = tile_offset[t]
+        for i in range(1, tile_count[t]):
+            f = tile_faces[a + i]
+            k = i
+            while k > 0:  # no `and`: Taichi evaluates both sides, and a + k - 1 may be -1
+                g = tile_faces[a + k - 1]
+                if g <= f:
+                    break
+                tile_faces[a + k] = g
+                k -= 1
+            tile_faces[a + k] = f
+
+
+@ti.kernel
 def count_pairs(proj: ti.template(), faces: ti.template(), rect: ti.types.ndarray(),
                 tile_offset: ti.types.ndarray(), tile_count: ti.types.ndarray(),
                 tile_faces: ti.types.ndarray(), counts: ti.types.ndarray(), thr: float,
@@ -215,6 +235,7 @@ class Bins:
         count(entry_tile, self.tile_count, entry_rank, E)
         exclusive_scan(self.tile_count, self.tile_offset, N * TX * TX, total)
         fill(entry_tile, entry_face, entry_rank, self.tile_offset, self.tile_faces, E)
+        order(self.tile_offset, self.tile_count, self.tile_faces, N * TX * TX)
 
     def lists(self):
         """(tile_offset, tile_count, tile_faces): what every fine pass reads."""

@@ -357,3 +357,20 @@ def _vulkan_cases():
 def test_vulkan_binned_equals_dense(vulkan, case):
     make_mesh, make_cam, S, T, kw = _vulkan_cases()[case]
     check_binned_equals_dense(make_mesh(), make_cam(), S, T, grads=False, min_alpha=0.3, **kw)
+
+
+def test_every_list_is_in_face_order():
+    """Binning's ranks come from atomics; `order` sorts each tile's list by face, so the
+    lists (and the rounding of every sum over them) are the same on every run and backend."""
+    mesh, cam = _ico(3, 0.9, seed=2), sr.Camera.look_at(**SPHERE_CAMS)
+    scene = sr.SoftRenderer(image_size=48, sigma=3e-4, tile=4).scene(mesh, cam)
+    scene.render()
+    b = scene._rendered().bins
+    offset, count, faces = (a.to_numpy() for a in b.lists())
+    assert count.max() > 8  # long enough lists that unsorted atomics would show
+    for t in np.flatnonzero(count):
+        seg = faces[offset[t]:offset[t] + count[t]]
+        assert np.all(np.diff(seg) > 0), (t, seg)
+    first = faces[:offset[-1]].copy()
+    scene.render()
+    assert np.array_equal(scene._rendered().bins.lists()[2].to_numpy()[:offset[-1]], first)
