@@ -49,7 +49,7 @@ SETUP = 13
 
 # The forward pass works on BX×BY pixel blocks, LANES pixels side by side (binning keeps
 # tile sides multiples of BX, so a block never straddles two tiles).
-BX, BY = TILE_MULTIPLE, 2
+BX, BY = TILE_MULTIPLE, 1
 LANES = BX * BY
 
 
