@@ -12,8 +12,9 @@ forward  (pixel-major)   one pass over the tile's faces with an *online* max-shi
          exp((m_old − m_new)/γ).  Locals carry the sums, so nothing is atomic.
          1 − D = 1/(1 + eˢ) gives D and the silhouette product from one exp, and
          exp(−|ẑ − m|/γ) is both the rescale and the weight, so a pair costs two.
-         A thread owns a 4×2 block of pixels whose lanes are branch-free (masks and
-         selects, exp in arithmetic: fastexp.py), which LLVM compiles to 8-wide SIMD.
+         A thread owns a 4×1 block of pixels whose lanes are branch-free (masks and
+         selects, exp in arithmetic: fastexp.py), which LLVM compiles to SIMD
+         (docs/architecture.md, "The CPU soft pass").
 backward (face-major)    one thread per (view, face) walks the pixels its culling
          rectangle covers, adds up dL/d(corners), dL/d(colours), dL/d(light) in
          registers and writes them once.  With image gradients g = (g_rgb, g_A):
