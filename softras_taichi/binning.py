@@ -25,10 +25,6 @@ import taichi as ti
 from .probability import face_at_pixel, pixel_centre
 from .project import Z_MIN
 
-# Tile sides are multiples of this (or the whole view): the soft pass works on pixel
-# blocks TILE_MULTIPLE wide, which must not straddle two tiles (soft.BX).
-TILE_MULTIPLE = 4
-
 
 @ti.func
 def pixel_span(lo, hi, S):
@@ -172,7 +168,7 @@ def auto_tile(mean_extent):
 
     Smaller tiles mean fewer wasted (pixel, face) tests but longer lists; tiles
     about half a face across were fastest in benchmarks/benchmark.py."""
-    t = TILE_MULTIPLE
+    t = 1
     while t * 4 <= mean_extent and t < 16:
         t *= 2
     return t
@@ -198,8 +194,7 @@ class Bins:
         measure(proj, faces, self.rect, ws.extent_sum, ws.drawn, radius, S, N, F, V)
         sums = np.zeros(2, dtype=np.int32)
         read_sums(ws.extent_sum, ws.drawn, sums)
-        T = tile if tile != "auto" else auto_tile(sums[0] / max(sums[1], 1))
-        T = min(-(-T // TILE_MULTIPLE) * TILE_MULTIPLE, S)
+        T = min(tile if tile != "auto" else auto_tile(sums[0] / max(sums[1], 1)), S)
         ntiles = ws.ndarray("ntiles", ti.i32, (N * F,))
         self.face_start = ws.ndarray("face_start", ti.i32, (N * F + 1,))
         total = np.zeros(1, dtype=np.int32)

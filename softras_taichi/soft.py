@@ -10,11 +10,7 @@ setup    (view, face)    once per face: 2-D corners, 1/det, 1/|edge|², 1/z' and
 forward  (pixel-major)   one pass over the tile's faces with an *online* max-shift:
          when a nearer face raises m, the running sums are rescaled by
          exp((m_old − m_new)/γ).  Locals carry the sums, so nothing is atomic.
-         1 − D = 1/(1 + eˢ) gives D and the silhouette product from one exp, and
-         exp(−|ẑ − m|/γ) is both the rescale and the weight, so a pair costs two.
-         A thread owns a 4×1 block of pixels whose lanes are branch-free (masks and
-         selects, exp in arithmetic: fastexp.py), which LLVM compiles to SIMD
-         (docs/architecture.md, "The CPU soft pass").
+         1 − D = 1/(1 + eˢ) gives D and the silhouette product from one exp.
 backward (face-major)    one thread per (view, face) walks the pixels its culling
          rectangle covers, adds up dL/d(corners), dL/d(colours), dL/d(light) in
          registers and writes them once.  With image gradients g = (g_rgb, g_A):
@@ -38,8 +34,7 @@ import math
 
 import taichi as ti
 
-from . import fastexp
-from .binning import TILE_MULTIPLE, corners, in_rect, tile_range
+from .binning import corners, in_rect, tile_range
 from .probability import (LOGIT_CLAMP, clamped_det, clip_barycentric, cross2, is_inside, logit,
                           pixel_centre)
 
@@ -47,11 +42,6 @@ from .probability import (LOGIT_CLAMP, clamped_det, clip_barycentric, cross2, is
 # The per-(view, face) set-up record: corners a, b, c (2-D), 1/det, 1/|edge|² (ab, bc, ca),
 # 1/z' of the corners.  An ndarray of 13 floats per (view, face), so it compiles once.
 SETUP = 13
-
-# The forward pass works on BX×BY pixel blocks, LANES pixels side by side (binning keeps
-# tile sides multiples of BX, so a block never straddles two tiles).
-BX, BY = TILE_MULTIPLE, 1
-LANES = BX * BY
 
 
 def cutoffs(gamma, dist_eps, precision):
@@ -127,13 +117,6 @@ def setup(proj: ti.template(), faces: ti.template(), rect: ti.types.ndarray(), f
                                 inv_len2[2], inv_z[0], inv_z[1], inv_z[2]])
 
 
-@ti.func
-def block_hits(x0, y0, r):
-    """The BX×BY pixel block at column x0, row y0 meets the rectangle r (non-empty)."""
-    return ((r[0] <= r[2]) & (x0 <= r[2]) & (x0 + BX - 1 >= r[0]) & (y0 <= r[3])
-            & (y0 + BY - 1 >= r[1]))
-
-
 @ti.kernel
 def forward(face: ti.types.ndarray(), rect: ti.types.ndarray(), faces: ti.template(), colors: ti.template(),
             light: ti.template(), tile_offset: ti.types.ndarray(), tile_count: ti.types.ndarray(),
@@ -142,65 +125,53 @@ def forward(face: ti.types.ndarray(), rect: ti.types.ndarray(), faces: ti.templa
             eps: float, near: float, far: float, cut: float, p_floor: float, br: float, bg: float,
             bb: float, N: ti.i32, S: ti.i32, T: ti.i32, rgb: ti.template()):
     """image = (Σ e_j C_j + e_b C_b) / Δ and A = 1 − P;  keeps m, Δ, P for the backward.
-    rgb=False (the silhouette renderer): only A = 1 − Π(1 − D_j), stopping once every
-    pixel of the block has P < p_floor.
-
-    One thread per BX×BY pixel block (blocks lie inside a tile: binning's tiles are
-    multiples of it), every lane branch-free, so that LLVM turns the lanes into SIMD."""
+    rgb=False (the silhouette renderer): only A = 1 − Π(1 − D_j), stopping once P < p_floor."""
     inv_gamma, inv_range = 1.0 / gamma, 1.0 / (far - near)
-    for n, by, bx in ti.ndrange(N, (S + BY - 1) // BY, (S + BX - 1) // BX):
-        x0, y0 = bx * BX, by * BY
-        start, count = tile_range(tile_offset, tile_count, n, y0, x0, S, T)
-        m, ws, P = ti.Vector([eps] * LANES), ti.Vector([0.0] * LANES), ti.Vector([1.0] * LANES)
-        cr, cg, cb = ti.Vector([0.0] * LANES), ti.Vector([0.0] * LANES), ti.Vector([0.0] * LANES)
+    for n, y, x in ti.ndrange(N, S, S):
+        p = pixel_centre(x, y, S)
+        i = (n * S + y) * S + x
+        start, count = tile_range(tile_offset, tile_count, n, y, x, S, T)
+        m, ws, P = eps, 0.0, 1.0
+        cs = ti.Vector([0.0, 0.0, 0.0])
         for k in range(count):
             j = tile_faces[start + k]
-            r = rect[n, j]
-            if block_hits(x0, y0, r):  # tiles are coarser than faces: most misses end here
+            if in_rect(x, y, rect[n, j]):  # tiles are coarser than faces: most misses end here
                 a, b, c, inv_det, inv_len2, inv_z = unpack(face[n, j])
-                L, ca, cb_, cc = 0.0, ti.Vector([0.0, 0.0, 0.0]), ti.Vector([0.0, 0.0, 0.0]), ti.Vector([0.0, 0.0, 0.0])
-                if ti.static(rgb):
-                    f = faces[j]
-                    L, ca, cb_, cc = light[j], colors[f[0]], colors[f[1]], colors[f[2]]
-                for l in ti.static(range(LANES)):
-                    x, y = x0 + l % BX, y0 + l // BX
-                    w, inside, _, _, d2 = pair(pixel_centre(x, y, S), a, b, c, inv_det, inv_len2)
-                    hit = in_rect(x, y, r) & (inside | (d2 < thr))
-                    t = fastexp.exp(logit(d2, inside, sigma))
-                    q = 1.0 / (1.0 + t)  # 1 − D, with D = sigmoid(s) = t q
-                    P[l] *= ti.select(hit & (P[l] >= p_floor), q, 1.0)
+                w, inside, _, _, d2 = pair(p, a, b, c, inv_det, inv_len2)
+                if inside | (d2 < thr):
                     if ti.static(rgb):
                         wc, z, zn = pair_depth(w, inv_z, far, inv_range)
-                        colour = hit & (z >= near) & (z <= far) & (zn > m[l] - cut)
-                        # a nearer face moves the shift to zn and rescales what we have by
-                        # e^((m − zn)/γ); a farther one weighs e^((zn − m)/γ): one exp
-                        nearer = colour & (zn > m[l])
-                        E = fastexp.exp(-ti.abs(zn - m[l]) * inv_gamma)
-                        scale = ti.select(nearer, E, 1.0)
-                        e = ti.select(colour, t * q * ti.select(nearer, 1.0, E), 0.0)
-                        m[l] = ti.select(nearer, zn, m[l])
-                        C = L * (wc[0] * ca + wc[1] * cb_ + wc[2] * cc)
-                        ws[l] = ws[l] * scale + e
-                        cr[l] = cr[l] * scale + e * C[0]
-                        cg[l] = cg[l] * scale + e * C[1]
-                        cb[l] = cb[l] * scale + e * C[2]
-                if ti.static(not rgb):
-                    if P.max() < p_floor:  # A = 1 to rounding: the other faces cannot change it
-                        break
-        for l in ti.static(range(LANES)):
-            x, y = x0 + l % BX, y0 + l // BX
-            if (x < S) & (y < S):
-                i = (n * S + y) * S + x
-                uncovered[i] = P[l]
-                if ti.static(rgb):
-                    eb = ti.exp((eps - m[l]) * inv_gamma)
-                    d = ws[l] + eb
-                    zmax[i] = m[l]
-                    den[i] = d
-                    image[i] = ti.Vector([(cr[l] + eb * br) / d, (cg[l] + eb * bg) / d, (cb[l] + eb * bb) / d,
-                                          1.0 - P[l]])
-                else:
-                    image[i][3] = 1.0 - P[l]
+                        colour = (z >= near) & (z <= far) & (zn > m - cut)
+                        silhouette = P >= p_floor
+                        if colour | silhouette:
+                            t = ti.exp(logit(d2, inside, sigma))
+                            q = 1.0 / (1.0 + t)  # 1 − D, with D = sigmoid(s) = t q
+                            if silhouette:
+                                P *= q
+                            if colour:
+                                if zn > m:  # a nearer face: move the shift, rescale what we have
+                                    scale = ti.exp((m - zn) * inv_gamma)
+                                    ws *= scale
+                                    cs *= scale
+                                    m = zn
+                                e = t * q * ti.exp((zn - m) * inv_gamma)
+                                f = faces[j]
+                                ws += e
+                                cs += e * light[j] * (wc[0] * colors[f[0]] + wc[1] * colors[f[1]]
+                                                      + wc[2] * colors[f[2]])
+                    else:
+                        P *= 1.0 / (1.0 + ti.exp(logit(d2, inside, sigma)))
+                        if P < p_floor:  # A = 1 to rounding: the other faces cannot change it
+                            break
+        uncovered[i] = P
+        if ti.static(rgb):
+            eb = ti.exp((eps - m) * inv_gamma)
+            d = ws + eb
+            zmax[i] = m
+            den[i] = d
+            image[i] = ti.Vector([(cs[0] + eb * br) / d, (cs[1] + eb * bg) / d, (cs[2] + eb * bb) / d, 1.0 - P])
+        else:
+            image[i][3] = 1.0 - P
 
 
 @ti.kernel

@@ -97,10 +97,10 @@ def test_pairs_below_rounding_are_skipped_safely():
 
 
 @pytest.mark.parametrize("size,tile", [(30, "auto"), (33, 8), (33, 33), (7, "auto")])
-def test_fast_pass_equals_autodiff_at_sizes_off_the_pixel_block(size, tile):
-    """The forward works on 4×1 pixel blocks: images whose side is no multiple of 4 (blocks
-    hanging over the right edge), a tile that is the whole view (33 px) and an
-    image smaller than a tile (7 px) must match autodiff as well."""
+def test_fast_pass_equals_autodiff_at_sizes_off_the_tiles(size, tile):
+    """Image sides that are no multiple of the tile (30 and 33 px: partial tiles on the right
+    and bottom), a tile that is the whole view (33 px) and an image smaller than any tile
+    the auto choice could make (7 px) must match autodiff as well."""
     m, c = MESHES["ico"], CAMS["two-views"]
     kw = dict(image_size=size, sigma=3e-3, gamma=1e-3, background=(0.2, 0.3, 0.4), tile=tile)
     fast, auto = sr.SoftRenderer(**kw), sr.SoftRenderer(autodiff=True, **kw)
