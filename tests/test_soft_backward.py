@@ -94,3 +94,20 @@ def test_pairs_below_rounding_are_skipped_safely():
         diff = np.abs(gf[name] - ga[name]).max()
         assert diff <= 1e-9 * max(scale, 1e-12), (
             f"d/d{name}: fast pass differs from autodiff by {diff:.3g} (max |grad| {scale:.3g})")
+
+
+@pytest.mark.parametrize("size,tile", [(30, "auto"), (33, 8), (33, 33), (7, "auto")])
+def test_fast_pass_equals_autodiff_at_sizes_off_the_tiles(size, tile):
+    """Image sides that are no multiple of the tile (30 and 33 px: partial tiles on the right
+    and bottom), a tile that is the whole view (33 px) and an image smaller than any tile
+    the auto choice could make (7 px) must match autodiff as well."""
+    m, c = MESHES["ico"], CAMS["two-views"]
+    kw = dict(image_size=size, sigma=3e-3, gamma=1e-3, background=(0.2, 0.3, 0.4), tile=tile)
+    fast, auto = sr.SoftRenderer(**kw), sr.SoftRenderer(autodiff=True, **kw)
+    img_f, img_a = fast.render(m, c), auto.render(m, c)
+    assert np.abs(img_f - img_a).max() < 1e-10
+    assert img_f[..., 3].min() < 0.01 < 0.99 < img_f[..., 3].max(), "the sphere must be in view, not fill it"
+    g = np.random.default_rng(1).normal(size=img_f.shape)
+    gf, ga = fast.grads(m, c, g), auto.grads(m, c, g)
+    for name in ga:
+        assert np.abs(gf[name] - ga[name]).max() <= 1e-9 * max(np.abs(ga[name]).max(), 1e-12), name
