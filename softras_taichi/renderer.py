@@ -156,7 +156,9 @@ def _same(a, b):
 
 
 class SoftRenderer(_Renderer):
-    """The Soft Rasterizer (docs/math.md) with the official SoftRas defaults."""
+    """The Soft Rasterizer (docs/math.md).  Defaults: the official SoftRas renderer's, except
+    σ = 1e-4 (its demos' and PyTorch3D's; its constructor has 1e-5) and 64 px (its
+    constructor has 256): docs/math.md §10 gives each default's source."""
 
     soft = True
 
