@@ -110,6 +110,16 @@ def strip_solutions(source, only=None):
     return "\n".join(out)
 
 
+def answers_as_regions(source):
+    """The cell source with each answer line inside a solution region of its own (for tools
+    that know only solution regions: nbgrader, otter-grader)."""
+    lines = source.split("\n")
+    for i in reversed(answer_lines(source)):
+        indent, name, value, _ = ANSWER.match(lines[i]).groups()
+        lines[i:i + 1] = [indent + BEGIN, f"{indent}{name} = {value}", indent + END]
+    return "\n".join(lines)
+
+
 def regions(nb):
     """[(cell index, index in the cell)] of every solution region and answer line of a notebook."""
     return [(i, k) for i, cell in enumerate(nb.cells) if cell.cell_type == "code"

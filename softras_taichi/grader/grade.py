@@ -233,11 +233,24 @@ def _check_sources(ex):
     return out
 
 
+def _visible(source):
+    """A cell's source without hidden-test regions: the grader defines the hidden tests
+    itself, so what a notebook holds between their markers is neither run nor read."""
+    try:
+        return spec.split_hidden(source)[0]
+    except spec.SpecError:
+        return source
+
+
+def code_cells(nb):
+    """[(index, source)] of every code cell, hidden-test regions removed."""
+    return [(i, _visible(c.source)) for i, c in enumerate(nb.cells) if c.cell_type == "code"]
+
+
 def submission_cells(nb):
     """[(index, source)] of the code cells a submission runs when graded: everything but
     the feedback checks and the summary (they decide nothing and take time)."""
-    return [(i, c.source) for i, c in enumerate(nb.cells)
-            if c.cell_type == "code" and c.source.strip() and not is_feedback_cell(c.source)]
+    return [(i, s) for i, s in code_cells(nb) if s.strip() and not is_feedback_cell(s)]
 
 
 def student_cells(nb, exercise):
@@ -256,8 +269,8 @@ def grade_notebook(path, reference, nb=None):
     start = time.monotonic()
     ex = reference.exercise
     nb = nb if nb is not None else read_notebook(path)
-    code_cells = [(i, c.source) for i, c in enumerate(nb.cells) if c.cell_type == "code"]
-    forbidden = static.scan(code_cells, ex.checks, student_cells(nb, ex))
+    cells = code_cells(nb)
+    forbidden = static.scan(cells, ex.checks, student_cells(nb, ex))
     names = [c.name for c in ex.checks if c.name not in forbidden]
     res = run_notebook(reference.sandbox, _bytes_of(path), submission_cells(nb), ex.hidden, names,
                        reference.limits, reference.request_for, env=reference.env,
@@ -273,7 +286,7 @@ def grade_notebook(path, reference, nb=None):
         got = res["results"].get(chk.name, "the check did not run")
         c = compare(chk, ref[chk.name], got)
         checks.append(dict(c.as_dict(), **({"answer": c.answer} if hasattr(c, "answer") else {})))
-    traps = static.taichi_traps(code_cells, student_cells(nb, ex), static.differentiated(code_cells))
+    traps = static.taichi_traps(cells, student_cells(nb, ex), static.differentiated(cells))
     static.blame(checks, traps, {c.name: src for c, src in _check_sources(ex)})
     upstream_first(checks, {c.name: c.needs for c in ex.checks})
     notes = [f"cell {i}, line {line}: {msg}" for i, line, _, msg in traps] + list(res["notes"])

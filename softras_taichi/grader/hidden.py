@@ -106,9 +106,9 @@ class Recorder:
 def _clear_compiled(namespace):
     """Forget every compiled kernel of `namespace` and of run_func, so that the next call
     compiles again with the functions the namespace holds now."""
-    from . import run_func
+    from .run_func import _kernels
 
-    run_func._kernels.clear()
+    _kernels.clear()
     for value in list(namespace.values()):
         for kernel in (getattr(value, "_primal", None), getattr(value, "_adjoint", None)):
             if isinstance(getattr(kernel, "compiled_kernels", None), dict):
