@@ -111,10 +111,14 @@ def scan_checks(nb):
     return out
 
 
+NOT_GRADED = "# Not run when grading"     # first line of a cell that only shows something (slow)
+
+
 def is_feedback_cell(source):
-    """A feedback check cell or the summary cell: run by students, skipped when grading."""
+    """A feedback check cell, the summary cell, or a cell that starts with NOT_GRADED (a
+    slow demonstration): run by students, skipped when grading."""
     s = source.strip()
-    return bool(cell_checks(source)) or s.startswith("summary(")
+    return bool(cell_checks(source)) or s.startswith("summary(") or s.startswith(NOT_GRADED)
 
 
 class GradedCheck:
