@@ -219,6 +219,135 @@ def test_methods_and_honest_code():
     assert "segment_d2" in static.scan(cells, FORBID, student={1})
 
 
+# =========================================================================== Taichi traps
+
+TRAPS = """
+import numpy as np
+@ti.func
+def segment_d2(p, a, b):
+    ab = b - a
+    t = np.clip((p - a).dot(ab) / ti.max(ab.dot(ab), 1e-12), 0.0, 1.0)
+    return (p - a - t * ab).dot(p - a - t * ab)
+@ti.func
+def both(p, q):
+    v = ti.Vector([p, q])
+    r = 0
+    if v > 0 and p < 1:
+        r = 1
+    return r
+@ti.func
+def half(x):
+    return x // 2.0
+@ti.kernel
+def silhouette():
+    for i in A:
+        uncovered = 1
+        for j in range(F):
+            uncovered *= 1.0 - D[i, j]
+        A[i] = 1.0 - uncovered
+@ti.kernel
+def iou_sums():
+    for y, x in pred:
+        s = 0.0
+        for k in range(3):
+            s += pred[y, x]
+        inter[None] += s
+def run():
+    with ti.ad.Tape(loss):
+        iou_sums()
+"""
+
+
+def test_taichi_traps_are_found_with_their_line():
+    cells = [(4, TRAPS)]
+    found = {(fn, line): msg for _, line, fn, msg in static.taichi_traps(cells, differentiated=static.differentiated(cells))}
+    assert found[("segment_d2", 6)] == "np.clip does nothing inside a Taichi function: use ti.math.clamp"
+    assert "Python `and` on a Taichi vector (`v`)" in found[("both", 12)]
+    assert "`//` is integer (floor) division" in found[("half", 17)]
+    assert found[("silhouette", 23)].startswith("`uncovered` starts as the integer 1") and "write 1.0" in found[("silhouette", 23)]
+    assert "adstack" in found[("iou_sums", 30)] and len(found) == 5
+    assert static.taichi_traps(cells, student=set()) == []
+
+
+def test_honest_taichi_code_has_no_traps():
+    honest = ("@ti.func\ndef inside(p, a, b, c):\n    w0 = cross2(b - p, c - p)\n    w1 = cross2(c - p, a - p)\n"
+              "    r = 0\n    if (w0 > 0 and w1 > 0) or (w0 < 0 and w1 < 0):\n        r = 1\n    return r\n"
+              "@ti.kernel\ndef count():\n    for i, j in ti.ndrange(4, 4):\n        if p[0] > 0 and p[1] > 0:\n"
+              "            n[None] += 1\n@ti.kernel\ndef weights():\n    for i in range(P):\n        total = 0.0\n"
+              "        for j in range(F):\n            total += w[i, j]\n        wb[i] = total\n")
+    assert static.taichi_traps([(0, honest)]) == []
+
+
+def test_a_feedback_check_names_the_trap():
+    import taichi as ti
+
+    import softras_taichi as sr
+    from softras_taichi.grader import run_func
+
+    sr.init("cpu", verbose=False)
+    ns = {"ti": ti, "np": np, "run_func": run_func, "check": check}
+    exec(compile("@ti.func\ndef clamp01(x):\n    return np.clip(x, 0.0, 1.0)\n", "<cell>", "exec"), ns)
+    import linecache
+    linecache.cache["<cell>"] = (0, None, ["@ti.func\n", "def clamp01(x):\n", "    return np.clip(x, 0.0, 1.0)\n"], "<cell>")
+    exec("c = check('clamp', points=1)(lambda t: t.close(run_func(clamp01, np.array([2.0])), [1.0]))", ns)
+    assert ns["c"].points == 0
+    assert ns["c"].message.startswith("np.clip does nothing inside a Taichi function: use ti.math.clamp (`clamp01`, line 3)")
+
+
+# =========================================================================== questions
+
+def test_questions_are_compared_by_the_grader():
+    from softras_taichi.grader.hidden import REFERENCE, STUDENT, Recorder
+
+    def answers(role, number, letter, text):
+        t = Recorder(role)
+        t.number(number, rtol=0.1, what="n")
+        t.choice(letter, "abcd", what="mc")
+        t.text(text, what="why")
+        return ({"parts": t.parts}, {f"v{i}": v for i, v in enumerate(t.values) if v is not None})
+
+    ref = answers(REFERENCE, 2.0, "b", "the instructor's text")
+    num = spec.GradedCheck("q", 2)
+    assert compare(num, ref, answers(STUDENT, 2.1, "B", "mine")).points == 2
+    wrong = compare(num, ref, answers(STUDENT, 3.0, "c", "mine"))
+    assert wrong.points == 0 and "c is not the right answer" in wrong.message and "b" not in wrong.message.split("answer")[-1]
+    none = compare(num, ref, answers(STUDENT, None, None, None))
+    assert none.points == 0 and none.message.count("not answered yet") == 2
+    assert "none of a, b, c, d" in compare(num, ref, answers(STUDENT, 2.0, "z", "")).message
+    free = compare(spec.GradedCheck("why", 0), answers(REFERENCE, 1, "a", "x"), answers(STUDENT, 1, "a", "because"))
+    assert free.points == 0 and free.answer == "because" and free.message == "for the instructor: because"
+
+
+def test_free_text_goes_to_the_gradebook_for_the_instructor(tmp_path):
+    ex = spec.Exercise("demo", notebook(["### BEGIN HIDDEN TESTS\n@graded('a', points=2)\ndef _(t, rng): pass\n"
+                                         "@graded('why', points=0)\ndef _(t, rng): pass\n### END HIDDEN TESTS"]))
+    book = Gradebook(str(tmp_path / "g.csv"), ex)
+    book.add("alice", {"score": 2.0, "checks": [{"name": "a", "points": 2.0, "max_points": 2.0},
+                                                {"name": "why", "points": 0.0, "max_points": 0.0, "answer": "because"}]})
+    rows = list(csv.DictReader((tmp_path / "g.csv").open()))
+    assert rows[0]["why (for the instructor)"] == "because" and rows[0]["max_score"] == "2.0"
+
+
+def test_upstream_swaps_what_a_function_calls_and_puts_it_back():
+    from softras_taichi.grader import upstream
+
+    ns = {}
+    exec("def square(x):\n    return x * x\ndef area(x):\n    return square(x) * 3", ns)
+    with upstream(ns, square=lambda x: x ** 2 + 1):
+        assert ns["area"](2) == 15
+    assert ns["area"](2) == 12
+
+
+def test_a_failed_upstream_check_is_named_first():
+    from softras_taichi.grader.grade import upstream_first
+
+    checks = [{"name": "signed_d2", "points": 0.0, "max_points": 3.0, "message": "wrong"},
+              {"name": "probability", "points": 1.0, "max_points": 3.0, "message": "also wrong"},
+              {"name": "other", "points": 0.0, "max_points": 1.0, "message": "x"}]
+    upstream_first(checks, {"probability": ("signed_d2",), "other": ()})
+    assert checks[1]["message"].startswith("fix `signed_d2` first") and checks[2]["message"] == "x"
+
+
 # =========================================================================== the instructor's spec
 
 def test_spec_reads_hidden_checks_and_points():

@@ -190,7 +190,7 @@ def compare(check, ref, got):
     if error and not any(ok for ok, _, _ in c.parts):
         c.parts, c.error = [], error
     c.finish()
-    if any(p["kind"] == "text" for p in rh["parts"]) and c.error is None:
+    if check.points == 0 and any(p["kind"] == "text" for p in rh["parts"]) and c.error is None:
         c.answer = " / ".join(a for a in answers if a) or ""
         c.message = f"for the instructor: {c.answer}" if c.answer else "for the instructor: not answered"
     return c

@@ -114,12 +114,13 @@ class Gradebook:
         row = {"student": student, "score": report["score"] if report else 0.0,
                "max_score": self.exercise.max_score, "error": error}
         row["percent"] = round(100.0 * row["score"] / row["max_score"], 1) if row["max_score"] else 0.0
-        columns = {c.name: self.column(c) for c in self.exercise.checks}
+        mine = {c.name: c for c in self.exercise.checks}
         for c in self.exercise.checks:
-            row[columns[c.name]] = "" if c.for_instructor else 0.0
+            row[self.column(c)] = "" if c.for_instructor else 0.0
         for c in (report or {}).get("checks", []):
-            if c["name"] in columns:
-                row[columns[c["name"]]] = c.get("answer", "") if c["max_points"] == 0 else c["points"]
+            if c["name"] in mine:
+                chk = mine[c["name"]]
+                row[self.column(chk)] = c.get("answer", "") if chk.for_instructor else c["points"]
         with self.lock:
             old = self.rows.get(student)
             if old is not None and old["score"] >= row["score"]:

@@ -154,7 +154,7 @@ def scan(cells, checks, student=None):
     s = _Scan(forbidden)
     for index, source in cells:
         try:
-            tree = ast.parse(code(source))
+            tree = parse(source)
         except SyntaxError:
             continue  # it cannot run either
         s.hits, s.evasions = [], []
@@ -325,11 +325,18 @@ class _Traps(ast.NodeVisitor):
 _OPS = {ast.Add: "+=", ast.Sub: "-=", ast.Mult: "*=", ast.Div: "/=", ast.Pow: "**="}
 
 
+def parse(source):
+    """The AST of a cell, with the line numbers of the cell (IPython's transform drops
+    leading blank lines)."""
+    tree = ast.parse(code(source))
+    return ast.increment_lineno(tree, len(source) - len(source.lstrip("\n")))
+
+
 def _trees(cells):
     out = []
     for index, source in cells:
         try:
-            out.append((index, ast.parse(code(source))))
+            out.append((index, parse(source)))
         except SyntaxError:
             pass
     return out
