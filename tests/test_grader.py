@@ -654,7 +654,7 @@ def test_every_question_needs_its_answer(graded, name):
     questions = set()
     for src in sol.hidden:
         for chunk in src.split("@graded(")[1:]:
-            if any(re.search(rf"\b{v}\b", chunk) for v in answers):
+            if any(re.search(rf"(t\.(number|choice|text)\(|_gamma\(t, ){v}\b", chunk) for v in answers):
                 questions.add(ast.literal_eval(chunk.split(",")[0]))
     assert len(questions) >= 2, name
     for c in report["checks"]:
