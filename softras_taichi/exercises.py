@@ -7,7 +7,9 @@ recognise too).  In the exercise each such region, markers included, becomes
     # YOUR CODE HERE
     raise NotImplementedError
 
-at the indentation of its `# BEGIN SOLUTION` line; every hidden-test region
+at the indentation of its `# BEGIN SOLUTION` line; an answer line (a question's answer,
+`band_px = 1.0  # ANSWER: the band's width in pixels`) becomes
+`band_px = None  # YOUR ANSWER: the band's width in pixels`; every hidden-test region
 (`### BEGIN HIDDEN TESTS` ... `### END HIDDEN TESTS`, the graded checks) disappears,
 markers included, and a cell left empty goes with it; every code cell loses its outputs
 and execution count; the `summary()` cell learns the feedback checks and the hidden
@@ -25,6 +27,7 @@ whether it is up to date.
 import argparse
 import copy
 import os
+import re
 import sys
 
 BEGIN = "# BEGIN SOLUTION"
@@ -33,6 +36,9 @@ PLACEHOLDER = ("# YOUR CODE HERE", "raise NotImplementedError")
 # notebook metadata that depends on who ran the notebook, not on what it says
 VOLATILE_NB_METADATA = ("widgets", "execution", "papermill")
 VOLATILE_CELL_METADATA = ("execution", "collapsed", "scrolled", "ExecuteTime", "papermill")
+
+
+ANSWER = re.compile(r"^(\s*)([A-Za-z_]\w*)\s*=\s*(.+?)\s*#\s*ANSWER\b:?\s*(.*)$")
 
 
 class MarkerError(ValueError):
@@ -66,17 +72,35 @@ def solution_regions(source):
     return marked_regions(source)
 
 
+def answer_lines(source):
+    """Line indices (0-based) of the answer lines of a cell, outside its solution regions."""
+    inside = {i for first, last in solution_regions(source) for i in range(first, last + 1)}
+    return [i for i, line in enumerate(source.split("\n")) if i not in inside and ANSWER.match(line)]
+
+
+def blanks(source):
+    """[(first, last, kind)] of everything a student fills in, in order: solution regions
+    (kind "region", markers included) and answer lines (first == last, kind "answer")."""
+    out = [(f, la, "region") for f, la in solution_regions(source)] + [(i, i, "answer") for i in answer_lines(source)]
+    return sorted(out)
+
+
 def strip_solutions(source, only=None):
-    """The cell source with every solution region (or only the `only`-th, 0-based)
-    replaced by the placeholder; other regions keep their code, without the markers."""
+    """The cell source with every solution region and answer line (or only the `only`-th,
+    0-based, of `blanks`) blanked; other regions keep their code, without the markers."""
     lines = source.split("\n")
-    regions = solution_regions(source)
-    if not regions:
+    found = blanks(source)
+    if not found:
         return source
     out, pos = [], 0
-    for k, (first, last) in enumerate(regions):
+    for k, (first, last, kind) in enumerate(found):
         out.extend(lines[pos:first])
-        if only is None or k == only:
+        blank = only is None or k == only
+        if kind == "answer":
+            indent, name, value, what = ANSWER.match(lines[first]).groups()
+            out.append(f"{indent}{name} = None  # YOUR ANSWER" + (f": {what}" if what else "") if blank
+                       else f"{indent}{name} = {value}")
+        elif blank:
             indent = lines[first][: len(lines[first]) - len(lines[first].lstrip())]
             out.extend(indent + p for p in PLACEHOLDER)
         else:
@@ -86,10 +110,26 @@ def strip_solutions(source, only=None):
     return "\n".join(out)
 
 
+def answers_as_regions(source):
+    """The cell source with each answer line inside a solution region of its own (for tools
+    that know only solution regions: nbgrader, otter-grader)."""
+    lines = source.split("\n")
+    for i in reversed(answer_lines(source)):
+        indent, name, value, _ = ANSWER.match(lines[i]).groups()
+        lines[i:i + 1] = [indent + BEGIN, f"{indent}{name} = {value}", indent + END]
+    return "\n".join(lines)
+
+
 def regions(nb):
-    """[(cell index, region index in the cell)] of every solution region of a notebook."""
+    """[(cell index, index in the cell)] of every solution region and answer line of a notebook."""
     return [(i, k) for i, cell in enumerate(nb.cells) if cell.cell_type == "code"
-            for k in range(len(solution_regions(cell.source)))]
+            for k in range(len(blanks(cell.source)))]
+
+
+def answers(nb):
+    """[(cell index, variable name)] of the answer lines of a notebook."""
+    return [(i, ANSWER.match(cell.source.split("\n")[j]).group(2)) for i, cell in enumerate(nb.cells)
+            if cell.cell_type == "code" for j in answer_lines(cell.source)]
 
 
 def blank_region(nb, cell_index, region_index):
@@ -102,9 +142,10 @@ def blank_region(nb, cell_index, region_index):
 
 
 def solution_code(source):
-    """The lines inside the solution regions of a cell (markers excluded)."""
+    """The lines inside the solution regions of a cell (markers excluded) and its answer lines."""
     lines = source.split("\n")
-    return [ln for first, last in solution_regions(source) for ln in lines[first + 1:last]]
+    return ([ln for first, last in solution_regions(source) for ln in lines[first + 1:last]]
+            + [lines[i] for i in answer_lines(source)])
 
 
 def _summary_call(nb):

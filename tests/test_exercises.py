@@ -1,8 +1,10 @@
 """exercises/ is generated from solutions/ and nothing else (no kernels run here: fast).
 
 * exercises/ is byte for byte what `python -m softras_taichi.exercises` writes;
-* every solution region became `# YOUR CODE HERE` + `raise NotImplementedError`, and no line
-  of any solution region appears in any exercise notebook;
+* every solution region became `# YOUR CODE HERE` + `raise NotImplementedError`, every answer
+  line `x = None  # YOUR ANSWER`, and no line of any solution region or answer appears in any
+  exercise notebook;
+* every exercise (one per lecture, same number) links its lecture and asks two questions or more;
 * hidden tests are gone from the exercises, which name their exercise in their metadata and
   whose summary() knows every feedback check and the hidden points;
 * exercises hold no outputs; solutions are committed executed, without errors;
@@ -29,9 +31,19 @@ def read(folder, name):
     return nbformat.read(os.path.join(folder, name), as_version=4)
 
 
-def test_one_solution_per_lecture():
-    prefixes = {n[:2] for n in NAMES}
-    assert {f"{k:02d}" for k in range(7)} <= prefixes, f"solutions/ should cover lectures 00-06, has {NAMES}"
+LECTURES = sorted(n for n in os.listdir(os.path.join(ROOT, "notebooks")) if n.endswith(".ipynb"))
+
+
+def test_one_exercise_per_lecture_with_its_number():
+    assert [n[:2] for n in NAMES] == [n[:2] for n in LECTURES], (NAMES, LECTURES)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_exercise_links_its_lecture(name):
+    lecture = next(n for n in LECTURES if n[:2] == name[:2])
+    first = read(SOLUTIONS, name).cells[0].source
+    assert f"](../notebooks/{lecture})" in first, f"{name} should link its lecture ../notebooks/{lecture}"
+    assert f"exercises/{name})" in first, f"{name}'s Colab badge should open exercises/{name}"
 
 
 def test_exercises_are_exactly_what_the_tool_generates():
@@ -56,12 +68,19 @@ def test_check_command_passes_and_is_deterministic(tmp_path):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_solution_shape(name):
-    """2-4 graded regions, at least as many checks, executed without errors."""
+    """2-4 code regions, at least as many checks, two questions or more (answers graded by
+    a hidden check), executed without errors."""
     nb = read(SOLUTIONS, name)
-    regions = gen.regions(nb)
-    assert 2 <= len(regions) <= 4, f"{name}: {len(regions)} solution regions"
+    code_regions = [r for c in nb.cells if c.cell_type == "code" for r in gen.solution_regions(c.source)]
+    assert 2 <= len(code_regions) <= 4, f"{name}: {len(code_regions)} solution regions"
     checks = scan_checks(nb)
     assert len(checks) >= 2, f"{name}: checks {checks}"
+    answers = [v for _, v in gen.answers(nb)]
+    hidden = "\n".join(spec.Exercise(name[:-6], nb).hidden)
+    assert len(answers) >= 2, f"{name}: {len(answers)} questions"
+    for v in answers:
+        assert f"t.number({v}" in hidden or f"t.choice({v}" in hidden or f"t.text({v}" in hidden or \
+            f"_gamma(t, {v})" in hidden, f"{name}: no graded check reads the answer {v}"
     code = [c for c in nb.cells if c.cell_type == "code"]
     assert all(c.execution_count is not None for c in code), f"{name} is not executed: run it and save"
     errors = [o for c in code for o in c.outputs if o.output_type == "error"]
@@ -93,7 +112,9 @@ def test_exercise_placeholders(name):
                 placeholders += 1
                 indent = line[: len(line) - len(line.lstrip())]
                 assert lines[i + 1] == indent + "raise NotImplementedError"
-    assert placeholders == n_regions
+    answers = sum(1 for e in ex.cells if e.cell_type == "code" for ln in e.source.split("\n")
+                  if "= None  # YOUR ANSWER" in ln)
+    assert placeholders + answers == n_regions and answers == len(gen.answers(sol))
     # the feedback check cells are the instructor's, unchanged
     assert [c[:2] for c in scan_checks(sol)] == [c[:2] for c in scan_checks(ex)]
 
@@ -210,3 +231,13 @@ def test_check_mode_detects_stale_and_extra_files(tmp_path):
     assert run().returncode == 0
     assert sorted(p.name for p in ex.iterdir()) == ["a.ipynb"]
     assert gen.stale(str(sol), str(ex)) == []
+
+
+def test_answer_lines_become_none_and_can_be_blanked_one_by_one():
+    src = "a = 1\nband_px = 0.97  # ANSWER: in pixels\n# BEGIN SOLUTION\nb = 2\n# END SOLUTION\nq = 'b'  # ANSWER"
+    assert gen.strip_solutions(src) == ("a = 1\nband_px = None  # YOUR ANSWER: in pixels\n# YOUR CODE HERE\n"
+                                        "raise NotImplementedError\nq = None  # YOUR ANSWER")
+    assert gen.strip_solutions(src, only=0) == "a = 1\nband_px = None  # YOUR ANSWER: in pixels\nb = 2\nq = 'b'"
+    assert gen.strip_solutions(src, only=2) == "a = 1\nband_px = 0.97\nb = 2\nq = None  # YOUR ANSWER"
+    assert gen.solution_code(src) == ["b = 2", "band_px = 0.97  # ANSWER: in pixels", "q = 'b'  # ANSWER"]
+    assert gen.answers_as_regions(src).split("\n")[1:4] == ["# BEGIN SOLUTION", "band_px = 0.97", "# END SOLUTION"]

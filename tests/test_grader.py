@@ -12,9 +12,11 @@ Cost (CI has 2 cores): ~50 notebook runs in sandboxes, two at a time, ~3 min; th
 cheap because the notebooks are tiny and the sandboxes start from the kernel cache that
 the reference runs compile.
 """
+import ast
 import csv
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -217,6 +219,135 @@ def test_methods_and_honest_code():
     assert "segment_d2" in static.scan(cells, FORBID, student={1})
 
 
+# =========================================================================== Taichi traps
+
+TRAPS = """
+import numpy as np
+@ti.func
+def segment_d2(p, a, b):
+    ab = b - a
+    t = np.clip((p - a).dot(ab) / ti.max(ab.dot(ab), 1e-12), 0.0, 1.0)
+    return (p - a - t * ab).dot(p - a - t * ab)
+@ti.func
+def both(p, q):
+    v = ti.Vector([p, q])
+    r = 0
+    if v > 0 and p < 1:
+        r = 1
+    return r
+@ti.func
+def half(x):
+    return x // 2.0
+@ti.kernel
+def silhouette():
+    for i in A:
+        uncovered = 1
+        for j in range(F):
+            uncovered *= 1.0 - D[i, j]
+        A[i] = 1.0 - uncovered
+@ti.kernel
+def iou_sums():
+    for y, x in pred:
+        s = 0.0
+        for k in range(3):
+            s += pred[y, x]
+        inter[None] += s
+def run():
+    with ti.ad.Tape(loss):
+        iou_sums()
+"""
+
+
+def test_taichi_traps_are_found_with_their_line():
+    cells = [(4, TRAPS)]
+    found = {(fn, line): msg for _, line, fn, msg in static.taichi_traps(cells, differentiated=static.differentiated(cells))}
+    assert found[("segment_d2", 6)] == "np.clip does nothing inside a Taichi function: use ti.math.clamp"
+    assert "Python `and` on a Taichi vector (`v`)" in found[("both", 12)]
+    assert "`//` is integer (floor) division" in found[("half", 17)]
+    assert found[("silhouette", 23)].startswith("`uncovered` starts as the integer 1") and "write 1.0" in found[("silhouette", 23)]
+    assert "adstack" in found[("iou_sums", 30)] and len(found) == 5
+    assert static.taichi_traps(cells, student=set()) == []
+
+
+def test_honest_taichi_code_has_no_traps():
+    honest = ("@ti.func\ndef inside(p, a, b, c):\n    w0 = cross2(b - p, c - p)\n    w1 = cross2(c - p, a - p)\n"
+              "    r = 0\n    if (w0 > 0 and w1 > 0) or (w0 < 0 and w1 < 0):\n        r = 1\n    return r\n"
+              "@ti.kernel\ndef count():\n    for i, j in ti.ndrange(4, 4):\n        if p[0] > 0 and p[1] > 0:\n"
+              "            n[None] += 1\n@ti.kernel\ndef weights():\n    for i in range(P):\n        total = 0.0\n"
+              "        for j in range(F):\n            total += w[i, j]\n        wb[i] = total\n")
+    assert static.taichi_traps([(0, honest)]) == []
+
+
+def test_a_feedback_check_names_the_trap():
+    import taichi as ti
+
+    import softras_taichi as sr
+    from softras_taichi.grader import run_func
+
+    sr.init("cpu", verbose=False)
+    ns = {"ti": ti, "np": np, "run_func": run_func, "check": check}
+    exec(compile("@ti.func\ndef clamp01(x):\n    return np.clip(x, 0.0, 1.0)\n", "<cell>", "exec"), ns)
+    import linecache
+    linecache.cache["<cell>"] = (0, None, ["@ti.func\n", "def clamp01(x):\n", "    return np.clip(x, 0.0, 1.0)\n"], "<cell>")
+    exec("c = check('clamp', points=1)(lambda t: t.close(run_func(clamp01, np.array([2.0])), [1.0]))", ns)
+    assert ns["c"].points == 0
+    assert ns["c"].message.startswith("np.clip does nothing inside a Taichi function: use ti.math.clamp (`clamp01`, line 3)")
+
+
+# =========================================================================== questions
+
+def test_questions_are_compared_by_the_grader():
+    from softras_taichi.grader.hidden import REFERENCE, STUDENT, Recorder
+
+    def answers(role, number, letter, text):
+        t = Recorder(role)
+        t.number(number, rtol=0.1, what="n")
+        t.choice(letter, "abcd", what="mc")
+        t.text(text, what="why")
+        return ({"parts": t.parts}, {f"v{i}": v for i, v in enumerate(t.values) if v is not None})
+
+    ref = answers(REFERENCE, 2.0, "b", "the instructor's text")
+    num = spec.GradedCheck("q", 2)
+    assert compare(num, ref, answers(STUDENT, 2.1, "B", "mine")).points == 2
+    wrong = compare(num, ref, answers(STUDENT, 3.0, "c", "mine"))
+    assert wrong.points == 0 and "c is not the right answer" in wrong.message and "b" not in wrong.message.split("answer")[-1]
+    none = compare(num, ref, answers(STUDENT, None, None, None))
+    assert none.points == 0 and none.message.count("not answered yet") == 2
+    assert "none of a, b, c, d" in compare(num, ref, answers(STUDENT, 2.0, "z", "")).message
+    free = compare(spec.GradedCheck("why", 0), answers(REFERENCE, 1, "a", "x"), answers(STUDENT, 1, "a", "because"))
+    assert free.points == 0 and free.answer == "because" and free.message == "for the instructor: because"
+
+
+def test_free_text_goes_to_the_gradebook_for_the_instructor(tmp_path):
+    ex = spec.Exercise("demo", notebook(["### BEGIN HIDDEN TESTS\n@graded('a', points=2)\ndef _(t, rng): pass\n"
+                                         "@graded('why', points=0)\ndef _(t, rng): pass\n### END HIDDEN TESTS"]))
+    book = Gradebook(str(tmp_path / "g.csv"), ex)
+    book.add("alice", {"score": 2.0, "checks": [{"name": "a", "points": 2.0, "max_points": 2.0},
+                                                {"name": "why", "points": 0.0, "max_points": 0.0, "answer": "because"}]})
+    rows = list(csv.DictReader((tmp_path / "g.csv").open()))
+    assert rows[0]["why (for the instructor)"] == "because" and rows[0]["max_score"] == "2.0"
+
+
+def test_upstream_swaps_what_a_function_calls_and_puts_it_back():
+    from softras_taichi.grader import upstream
+
+    ns = {}
+    exec("def square(x):\n    return x * x\ndef area(x):\n    return square(x) * 3", ns)
+    with upstream(ns, square=lambda x: x ** 2 + 1):
+        assert ns["area"](2) == 15
+    assert ns["area"](2) == 12
+
+
+def test_a_failed_upstream_check_is_named_first():
+    from softras_taichi.grader.grade import upstream_first
+
+    checks = [{"name": "signed_d2", "points": 0.0, "max_points": 3.0, "message": "wrong"},
+              {"name": "probability", "points": 1.0, "max_points": 3.0, "message": "also wrong"},
+              {"name": "other", "points": 0.0, "max_points": 1.0, "message": "x"}]
+    upstream_first(checks, {"probability": ("signed_d2",), "other": ()})
+    assert checks[1]["message"].startswith("fix `signed_d2` first") and checks[2]["message"] == "x"
+
+
 # =========================================================================== the instructor's spec
 
 def test_spec_reads_hidden_checks_and_points():
@@ -343,40 +474,62 @@ def test_cli_errors_are_one_line(tmp_path):
 
 # =========================================================================== the course's notebooks
 
-# Plausible wrong answers: (notebook, the check that must lose points, [(solution text, bug)]).
+# Plausible single mistakes: (notebook, the checks that may lose points — the first must —,
+# [(solution text, bug)]).  Each costs points only in its own check: the checks give every
+# function the instructor's versions of what it calls.  An integration check that needs an
+# upstream one (exercise 04's gradient check) may lose points too, and then says "fix ... first".
 WRONG = {
-    "flipped sign of δ": ("02_probability_maps", "signed_d2",
+    "flipped sign of δ": ("02_probability_maps", ["signed_d2"],
                           [("delta = 1.0 if inside(p, a, b, c) == 1 else -1.0",
                             "delta = -1.0 if inside(p, a, b, c) == 1 else 1.0")]),
-    "σ applied to d instead of d²": ("02_probability_maps", "probability",
+    "σ applied to d instead of d²": ("02_probability_maps", ["probability"],
                                      [("x = ti.math.clamp(s / sigma, -30.0, 30.0)",
                                        "x = ti.math.clamp(ti.math.sign(s) * ti.sqrt(ti.abs(s)) / sigma, -30.0, 30.0)")]),
-    "d instead of d² in δ·d²": ("02_probability_maps", "signed_d2",
+    "d instead of d² in δ·d²": ("02_probability_maps", ["signed_d2"],
                                 [("return delta * d2", "return delta * ti.sqrt(d2)")]),
-    "missing max-shift": ("03_aggregation", "weights",
+    "no clamp in segment_d2": ("02_probability_maps", ["segment_d2"],
+                               [("t = ti.math.clamp((p - a).dot(ab) / ti.max(ab.dot(ab), 1e-12), 0.0, 1.0)",
+                                 "t = (p - a).dot(ab) / ti.max(ab.dot(ab), 1e-12)")]),
+    "np.clip inside a ti.func": ("02_probability_maps", ["segment_d2"],
+                                 [("t = ti.math.clamp((p - a).dot(ab) / ti.max(ab.dot(ab), 1e-12), 0.0, 1.0)",
+                                   "t = np.clip((p - a).dot(ab) / ti.max(ab.dot(ab), 1e-12), 0.0, 1.0)")]),
+    "inside accepts counter-clockwise only": ("02_probability_maps", ["inside"],
+                                              [("if (w0 > 0 and w1 > 0 and w2 > 0) or (w0 < 0 and w1 < 0 and w2 < 0):",
+                                                "if w0 > 0 and w1 > 0 and w2 > 0:")]),
+    "pixel corner instead of centre": ("00_taichi_warmup", ["pixel_centre (ti.func)"],
+                                       [("return ti.Vector([(2.0 * col + 1.0 - S) / S, (S - 1.0 - 2.0 * row) / S])",
+                                         "return ti.Vector([(2.0 * col - S) / S, (S - 2.0 * row) / S])")]),
+    "integer product in the silhouette": ("03_aggregation", ["silhouette"], [("uncovered = 1.0", "uncovered = 1")]),
+    "missing max-shift": ("03_aggregation", ["weights"],
                           [("        m = eps / gamma\n", "        m = 0.0\n"),
                            ("m = ti.max(m, z[i, j] / gamma)", "m = 0.0")]),
-    "background term exp(ε) instead of exp(ε/γ)": ("03_aggregation", "weights",
+    "background term exp(ε) instead of exp(ε/γ)": ("03_aggregation", ["weights"],
                                                    [("e_b = ti.exp(eps / gamma - m)", "e_b = ti.exp(eps - m)")]),
-    "background left out of the denominator": ("03_aggregation", "weights",
+    "background left out of the denominator": ("03_aggregation", ["weights"],
                                                [("total = e_b", "total = 0.0")]),
-    "background colour forgotten": ("03_aggregation", "blend",
+    "background colour forgotten": ("03_aggregation", ["blend"],
                                     [("colour = wb[i] * background[None]", "colour = ti.Vector([0.0, 0.0, 0.0])")]),
-    "silhouette as a sum of D": ("03_aggregation", "silhouette",
+    "silhouette as a sum of D": ("03_aggregation", ["silhouette"],
                                  [("uncovered *= 1.0 - library_probability(q, tris[j, 0], tris[j, 1], tris[j, 2], sigma)",
                                    "uncovered -= library_probability(q, tris[j, 0], tris[j, 1], tris[j, 2], sigma)")]),
-    "one-sided finite difference": ("04_gradients", "numerical_gradient",
+    "one-sided finite difference": ("04_gradients", ["numerical_gradient", "gradient check: autodiff = finite differences"],
                                     [("grad[k] = (f_plus - f_minus) / (2 * h)", "grad[k] = (f_plus - f(x)) / h")]),
-    "IoU union without the − I·Î": ("05_shape_fitting", "iou_loss value",
-                                    [("union[None] += pred[y, x] + target[y, x] - pred[y, x] * target[y, x]",
-                                      "union[None] += pred[y, x] + target[y, x]")]),
-    "Adam without bias correction": ("05_shape_fitting", "adam_step",
-                                     [("m_hat = m_new / (1 - beta1 ** t)", "m_hat = m_new"),
-                                      ("v_hat = v_new / (1 - beta2 ** t)", "v_hat = v_new")]),
-    "gradient ascent": ("06_pose_fitting", "fit",
+    "gradient ascent": ("05_pose_fitting", ["fit"],
                         [("scene.translation[None] - lr * scene.translation.grad[None]",
                           "scene.translation[None] + lr * scene.translation.grad[None]")]),
+    "IoU union without the − I·Î": ("06_mesh_reconstruction", ["iou_loss value"],
+                                    [("union[None] += pred[y, x] + target[y, x] - pred[y, x] * target[y, x]",
+                                      "union[None] += pred[y, x] + target[y, x]")]),
+    "Adam without bias correction": ("06_mesh_reconstruction", ["adam_step"],
+                                     [("m_hat = m_new / (1 - beta1 ** t)", "m_hat = m_new"),
+                                      ("v_hat = v_new / (1 - beta2 ** t)", "v_hat = v_new")]),
+    "count_pairs without the band": ("07_under_the_hood", ["count_pairs"],
+                                     [("total += int(np.sum(inside | (d2 < r2)))", "total += int(np.sum(inside))")]),
 }
+
+# What the static reading of the source must say, with the line (the check it costs keeps the message).
+TRAP_MESSAGES = {"np.clip inside a ti.func": "np.clip does nothing inside a Taichi function: use ti.math.clamp",
+                 "integer product in the silhouette": "`uncovered` starts as the integer 1"}
 
 
 def _inject(nb, replacements):
@@ -420,8 +573,14 @@ def _jobs(folder):
         jobs[f"solution/{n}"] = (name, os.path.join(SOLUTIONS, n))
         jobs[f"exercise/{n}"] = (name, os.path.join(EXERCISES, n))
         sol = nbformat.read(os.path.join(SOLUTIONS, n), as_version=4)
-        for cell, k in gen.regions(sol):
+        for cell, k in _code_regions(sol):
             variant(f"blank/{n}/{cell}/{k}", name, gen.blank_region(sol, cell, k))
+        unanswered = nbformat.from_dict(json.loads(json.dumps(sol)))
+        for c in unanswered.cells:
+            if c.cell_type == "code" and gen.answer_lines(c.source):
+                c.source = "\n".join(ln if i not in gen.answer_lines(c.source) else gen.strip_solutions(ln)
+                                      for i, ln in enumerate(c.source.split("\n")))
+        variant(f"unanswered/{n}", name, unanswered)
     for label, (stem, _, reps) in WRONG.items():
         sol = nbformat.read(os.path.join(SOLUTIONS, stem + ".ipynb"), as_version=4)
         variant(f"wrong/{label}", stem, _inject(sol, reps))
@@ -461,14 +620,20 @@ def test_untouched_exercise_scores_zero(graded, name):
     report, sol = graded[f"exercise/{name}"], graded[f"solution/{name}"]
     assert report["score"] == 0 and report["max_score"] == sol["max_score"], report
     for c in report["checks"]:
-        assert "not implemented yet" in c["message"] or "NotImplementedError" in c["message"], c
+        assert any(w in c["message"] for w in ("not implemented yet", "NotImplementedError", "not answered")), c
+
+
+def _code_regions(nb):
+    """[(cell, index of the blank in the cell)] of the solution regions (answer lines left out)."""
+    return [(i, k) for i, c in enumerate(nb.cells) if c.cell_type == "code"
+            for k, (_, _, kind) in enumerate(gen.blanks(c.source)) if kind == "region"]
 
 
 def _region_ids():
     ids = []
     for n in NAMES:
         sol = nbformat.read(os.path.join(SOLUTIONS, n), as_version=4)
-        ids += [f"{n}/{cell}/{k}" for cell, k in gen.regions(sol)]
+        ids += [f"{n}/{cell}/{k}" for cell, k in _code_regions(sol)]
     return ids
 
 
@@ -480,18 +645,45 @@ def test_blanking_any_region_lowers_the_score(graded, region):
     assert report["score"] < full["score"], f"blanking region {region} did not cost any points: {report}"
 
 
+@pytest.mark.parametrize("name", NAMES)
+def test_every_question_needs_its_answer(graded, name):
+    """All answers back to None: every question scores 0 ("not answered yet"), and every
+    free-text answer is "not answered"; the code checks keep their points."""
+    report, sol = graded[f"unanswered/{name}"], spec.load_exercise(os.path.join(SOLUTIONS, name))
+    answers = {v for _, v in gen.answers(sol.nb)}
+    questions = set()
+    for src in sol.hidden:
+        for chunk in src.split("@graded(")[1:]:
+            if any(re.search(rf"(t\.(number|choice|text)\(|_gamma\(t, ){v}\b", chunk) for v in answers):
+                questions.add(ast.literal_eval(chunk.split(",")[0]))
+    assert len(questions) >= 2, name
+    for c in report["checks"]:
+        if c["name"] in questions:
+            assert c["points"] == 0 and "not answered" in c["message"], c
+        else:
+            assert c["points"] == c["max_points"], c
+
+
 @pytest.mark.parametrize("label", list(WRONG))
-def test_plausible_wrong_answers_lose_points(graded, label):
-    stem, check_name, _ = WRONG[label]
+def test_a_single_mistake_costs_points_only_in_its_own_check(graded, label):
+    stem, allowed, _ = WRONG[label]
     full, report = graded[f"solution/{stem}.ipynb"], graded[f"wrong/{label}"]
     assert report["score"] < full["score"], f"{label}: {report}"
-    c = next(c for c in report["checks"] if c["name"] == check_name)
-    assert c["points"] < c["max_points"] and c["message"] != "ok", c
+    lost = {c["name"]: c for c in report["checks"] if c["points"] < c["max_points"]}
+    assert allowed[0] in lost and lost[allowed[0]]["message"] != "ok", report
+    assert set(lost) <= set(allowed), f"{label} also cost points in {sorted(set(lost) - set(allowed))}"
+    for name in allowed[1:]:
+        if name in lost:
+            assert lost[name]["message"].startswith(f"fix `{allowed[0]}`"), lost[name]
+    if label in TRAP_MESSAGES:
+        assert TRAP_MESSAGES[label] in lost[allowed[0]]["message"], lost[allowed[0]]
+        assert any(TRAP_MESSAGES[label] in n for n in report["notes"]), report["notes"]
 
 
 def test_wrong_answer_messages_help(graded):
     """The messages name the symptom: the flipped sign, the NaNs of an overflow."""
     flipped = graded["wrong/flipped sign of δ"]
+    assert flipped["score"] == flipped["max_score"] - 3
     assert "sign flipped" in next(c for c in flipped["checks"] if c["name"] == "signed_d2")["message"]
     overflow = graded["wrong/missing max-shift"]
     weights = next(c for c in overflow["checks"] if c["name"] == "weights")

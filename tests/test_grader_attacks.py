@@ -33,7 +33,8 @@ HONEST = {  # the solution of each answer cell of exercise 01, by cell id
     "ex01-10": "def project(vertices, eye, R, viewing_angle=30.0):\n    v = (np.asarray(vertices, dtype=float) - eye) @ R.T\n"
                "    s = v[:, 2] * np.tan(np.radians(viewing_angle))\n    return np.stack([v[:, 0] / s, v[:, 1] / s, v[:, 2]], axis=1)",
 }
-POINTS = {"ex01-04": 2, "ex01-07": 2, "ex01-10": 3}   # eye_position, look_at, project
+HONEST["ex01-q1a"] = "x_ndc_guess = 0.866\nabove = \"b\""       # the two questions
+POINTS = {"ex01-04": 2, "ex01-07": 2, "ex01-10": 3, "ex01-q1a": 2}   # eye_position, look_at, project, questions
 
 
 def _exercise():
@@ -175,15 +176,15 @@ def attacked(tmp_path_factory):
 
 def test_honest_classmates(attacked):
     rows = attacked["rows"]
-    assert float(rows["alice"]["score"]) == float(rows["alice"]["max_score"]) == 7.0
-    assert float(rows["bob"]["score"]) == 0.0 and rows["bob"]["max_score"] == "7.0"
+    assert float(rows["alice"]["score"]) == float(rows["alice"]["max_score"]) == 9.0
+    assert float(rows["bob"]["score"]) == 0.0 and rows["bob"]["max_score"] == "9.0"
 
 
 @pytest.mark.parametrize("index", range(22))
 def test_each_attack_scores_zero_or_its_honest_part(attacked, index):
     name, (_, honest_points) = list(attacked["cases"].items())[index]
     row = attacked["rows"][f"cheat{index:02d}"]
-    assert float(row["max_score"]) == 7.0, row          # graded out of the instructor's total, always
+    assert float(row["max_score"]) == 9.0, row          # graded out of the instructor's total, always
     assert float(row["score"]) == honest_points, (name, row, attacked["reports"].get(f"cheat{index:02d}"))
 
 
@@ -214,7 +215,7 @@ def test_what_the_instructor_is_told(attacked):
     msg = {c["name"]: c["message"] for c in report["checks"]}
     assert msg["eye_position"].startswith("you called `softras_taichi.camera.Camera`")
     assert "write it yourself" in msg["look_at"] and report["sandbox"] == "bwrap"
-    assert spec.load_exercise(os.path.join(SOLUTIONS, EXERCISE + ".ipynb")).max_score == 7.0
+    assert spec.load_exercise(os.path.join(SOLUTIONS, EXERCISE + ".ipynb")).max_score == 9.0
 
 
 def test_killing_the_grader_loses_no_row_and_leaves_no_sandbox(tmp_path):
@@ -246,6 +247,6 @@ def test_killing_the_grader_loses_no_row_and_leaves_no_sandbox(tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     rows = list(csv.DictReader(grades.open()))
-    assert [r["student"] for r in rows] == ["s0", "s1", "s2"] and all(r["score"] == "7.0" for r in rows)
+    assert [r["student"] for r in rows] == ["s0", "s1", "s2"] and all(r["score"] == "9.0" for r in rows)
     time.sleep(1)
     assert processes_with("softras-hang-marker") == []

@@ -24,7 +24,7 @@ The trusted half (the instructor's machine, `softras-taichi grade`):
 """
 from .checks import Check, CheckTimeout
 from .feedback import check, summary
-from .hidden import graded
+from .hidden import graded, upstream
 from .run_func import run_func
 
-__all__ = ["check", "Check", "CheckTimeout", "run_func", "summary", "graded"]
+__all__ = ["check", "Check", "CheckTimeout", "run_func", "summary", "graded", "upstream"]

@@ -78,7 +78,7 @@ def _cells(nb):
     """(cell or None, whether it holds solution regions, [hidden-test sources]) for each
     cell of a cleaned solution notebook: the cell without its hidden tests (None when
     nothing else was in it)."""
-    from ..exercises import solution_regions
+    from ..exercises import answers_as_regions, solution_regions
 
     for c in nb.cells:
         if c.cell_type != "code":
@@ -87,7 +87,7 @@ def _cells(nb):
         visible, hiddens = split_hidden(c.source)
         keep = None
         if visible.strip():
-            c.source = visible.strip("\n") if hiddens else visible
+            c.source = answers_as_regions(visible.strip("\n") if hiddens else visible)
             keep = c
         yield keep, bool(keep is not None and solution_regions(keep.source)), hiddens
 

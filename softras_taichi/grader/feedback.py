@@ -39,11 +39,52 @@ def check(name, points=1, timeout=None, hint=None):
                 c.fail("the check returned False")
 
         run_guarded(c, body, limit).finish()
+        traps = _traps(fn)
+        if traps and c.points < c.max_points:
+            c.message = "; ".join(traps) + ". " + c.message
         _session[:] = [r for r in _session if r.name != c.name] + [c]
         _show(c)
         return c
 
     return run
+
+
+def _names(code, seen):
+    """Global names a code object (and the code objects nested in it) uses."""
+    out = set(code.co_names)
+    for const in code.co_consts:
+        if hasattr(const, "co_names") and const not in seen:
+            seen.add(const)
+            out |= _names(const, seen)
+    return out
+
+
+def _traps(fn):
+    """The Taichi traps (static.function_traps) of the @ti.func and @ti.kernel objects the
+    check `fn` uses, directly or through the Python functions it calls."""
+    from .static import function_traps
+
+    ns = getattr(fn, "__globals__", {})
+    names, todo, seen = set(), [fn], set()
+    while todo:
+        f = todo.pop()
+        code = getattr(f, "__code__", None)
+        if code is None or code in seen:
+            continue
+        seen.add(code)
+        for n in _names(code, seen) - names:
+            names.add(n)
+            v = ns.get(n)
+            if callable(v) and not (getattr(v, "_is_taichi_function", False) or hasattr(v, "_primal")) \
+                    and getattr(v, "__module__", None) == getattr(fn, "__module__", None):
+                todo.append(v)
+    taped = "Tape" in names
+    out = []
+    for n in sorted(names):
+        v = ns.get(n)
+        if getattr(v, "_is_taichi_function", False) or hasattr(v, "_primal"):
+            out += [f"{msg} (`{n}`, line {line})" for line, msg in function_traps(v, taped and hasattr(v, "_primal"))]
+    return out
 
 
 def summary(expected=None, hidden=0):

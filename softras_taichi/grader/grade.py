@@ -20,7 +20,7 @@ import tempfile
 import threading
 import time
 
-from . import channel, static
+from . import channel, spec, static
 from .checks import Check
 from .sandbox import Limits
 from .spec import is_feedback_cell, read_notebook
@@ -167,6 +167,7 @@ def compare(check, ref, got):
     sh, sa = got
     sparts = sh.get("parts") if isinstance(sh.get("parts"), list) else []
     error = _clean(sh["error"]) if sh.get("error") else None
+    answers = []
     for i, part in enumerate(rh["parts"]):
         what, weight = part["what"], part["weight"]
         mine = sparts[i] if i < len(sparts) and isinstance(sparts[i], dict) else None
@@ -177,21 +178,79 @@ def compare(check, ref, got):
             c.fail(_clean(mine.get("problem") or f"{what}: no value came back"), weight)
             continue
         expected, value = ra[f"v{i}"], sa[f"v{i}"]
-        if part["kind"] == "close":
+        if part["kind"] == "text":
+            answers.append(_clean(mine.get("text") or "", 2000))
+        elif part["kind"] == "choice":
+            _choice(c, part, value, expected)
+        elif part["kind"] == "close":
             c.close(value, expected, rtol=part["rtol"], atol=part["atol"], what=what, weight=weight,
                     hint=part.get("hint"))
         else:
             c.equal(value, expected, what=what, weight=weight, hint=part.get("hint"))
     if error and not any(ok for ok, _, _ in c.parts):
         c.parts, c.error = [], error
-    return c.finish()
+    c.finish()
+    if check.points == 0 and any(p["kind"] == "text" for p in rh["parts"]) and c.error is None:
+        c.answer = " / ".join(a for a in answers if a) or ""
+        c.message = f"for the instructor: {c.answer}" if c.answer else "for the instructor: not answered"
+    return c
+
+
+def _choice(c, part, value, expected):
+    """A multiple-choice part: the letters compared; the right one is not shown."""
+    options, what, weight = part.get("options") or [], part["what"], part["weight"]
+    try:
+        got = int(value)
+    except (TypeError, ValueError):
+        return c.fail(f"{what}: no answer came back", weight)
+    if got == int(expected):
+        return c._part(True, weight, f"{what}: ok")
+    if got == -2:
+        return c._part(False, weight, f"{what}: not answered yet", part.get("hint"))
+    if not 0 <= got < len(options):
+        return c._part(False, weight, f"{what}: your answer is none of {', '.join(options)}", part.get("hint"))
+    return c._part(False, weight, f"{what}: {options[got]} is not the right answer", part.get("hint"))
+
+
+def upstream_first(checks, needs):
+    """Prefix "fix `x` first" to the message of every check that lost points while a check
+    it needs (`needs`: {name: (upstream names)}) lost points too."""
+    lost = {c["name"] for c in checks if c["points"] < c["max_points"]}
+    for c in checks:
+        bad = [n for n in needs.get(c["name"], ()) if n in lost]
+        if c["name"] in lost and bad:
+            names = " and ".join(f"`{n}`" for n in bad)
+            c["message"] = f"fix {names} first (this check uses it). {c['message']}"
+    return checks
+
+
+def _check_sources(ex):
+    """[(GradedCheck, the hidden-test source that defines it)]."""
+    out = []
+    for src in ex.hidden:
+        names = {args[0] for _, args, _ in spec._calls(src, "graded")}
+        out += [(c, src) for c in ex.checks if c.name in names]
+    return out
+
+
+def _visible(source):
+    """A cell's source without hidden-test regions: the grader defines the hidden tests
+    itself, so what a notebook holds between their markers is neither run nor read."""
+    try:
+        return spec.split_hidden(source)[0]
+    except spec.SpecError:
+        return source
+
+
+def code_cells(nb):
+    """[(index, source)] of every code cell, hidden-test regions removed."""
+    return [(i, _visible(c.source)) for i, c in enumerate(nb.cells) if c.cell_type == "code"]
 
 
 def submission_cells(nb):
     """[(index, source)] of the code cells a submission runs when graded: everything but
     the feedback checks and the summary (they decide nothing and take time)."""
-    return [(i, c.source) for i, c in enumerate(nb.cells)
-            if c.cell_type == "code" and c.source.strip() and not is_feedback_cell(c.source)]
+    return [(i, s) for i, s in code_cells(nb) if s.strip() and not is_feedback_cell(s)]
 
 
 def student_cells(nb, exercise):
@@ -210,8 +269,8 @@ def grade_notebook(path, reference, nb=None):
     start = time.monotonic()
     ex = reference.exercise
     nb = nb if nb is not None else read_notebook(path)
-    code_cells = [(i, c.source) for i, c in enumerate(nb.cells) if c.cell_type == "code"]
-    forbidden = static.scan(code_cells, ex.checks, student_cells(nb, ex))
+    cells = code_cells(nb)
+    forbidden = static.scan(cells, ex.checks, student_cells(nb, ex))
     names = [c.name for c in ex.checks if c.name not in forbidden]
     res = run_notebook(reference.sandbox, _bytes_of(path), submission_cells(nb), ex.hidden, names,
                        reference.limits, reference.request_for, env=reference.env,
@@ -225,8 +284,12 @@ def grade_notebook(path, reference, nb=None):
             checks.append(c.finish().as_dict())
             continue
         got = res["results"].get(chk.name, "the check did not run")
-        checks.append(compare(chk, ref[chk.name], got).as_dict())
-    notes = list(res["notes"])
+        c = compare(chk, ref[chk.name], got)
+        checks.append(dict(c.as_dict(), **({"answer": c.answer} if hasattr(c, "answer") else {})))
+    traps = static.taichi_traps(cells, student_cells(nb, ex), static.differentiated(cells))
+    static.blame(checks, traps, {c.name: src for c, src in _check_sources(ex)})
+    upstream_first(checks, {c.name: c.needs for c in ex.checks})
+    notes = [f"cell {i}, line {line}: {msg}" for i, line, _, msg in traps] + list(res["notes"])
     for i, why in res["skipped"].items():
         notes.append(f"cell {i} was left out: {why}")
     for c in checks:

@@ -101,18 +101,26 @@ class Gradebook:
 
     def __init__(self, path, exercise):
         self.path, self.exercise = path, exercise
-        self.header = FIXED + [c.name for c in exercise.checks] + ["error"]
+        self.header = FIXED + [self.column(c) for c in exercise.checks] + ["error"]
         self.rows = {}
         self.lock = threading.Lock()
+
+    @staticmethod
+    def column(check):
+        """A check's column: its points, or a free-text answer (a 0-point check)."""
+        return f"{check.name} (for the instructor)" if check.for_instructor else check.name
 
     def add(self, student, report, error=""):
         row = {"student": student, "score": report["score"] if report else 0.0,
                "max_score": self.exercise.max_score, "error": error}
         row["percent"] = round(100.0 * row["score"] / row["max_score"], 1) if row["max_score"] else 0.0
+        mine = {c.name: c for c in self.exercise.checks}
         for c in self.exercise.checks:
-            row[c.name] = 0.0
+            row[self.column(c)] = "" if c.for_instructor else 0.0
         for c in (report or {}).get("checks", []):
-            row[c["name"]] = c["points"]
+            if c["name"] in mine:
+                chk = mine[c["name"]]
+                row[self.column(chk)] = c.get("answer", "") if chk.for_instructor else c["points"]
         with self.lock:
             old = self.rows.get(student)
             if old is not None and old["score"] >= row["score"]:

@@ -17,8 +17,22 @@ reference's inputs (sent as data; `rng` is a dummy) and the parts record what th
 student's code computed.  The grader compares the two itself.  So a graded check never
 writes an expected value: the solution computes it.  `forbid` names the library's own
 implementation of what is graded; calling it scores 0 (read from the source, before
-anything runs).
+anything runs).  `needs` names the checks upstream of this one: when one of them lost
+points too, this check's message starts "fix `signed_d2` first".
+
+A check tests one student function: everything upstream of it is the instructor's,
+
+    with upstream(globals(), signed_d2=_ref_signed_d2):
+        t.close(run_func(probability, p, a, b, c, sigma), ...)
+
+so a wrong `signed_d2` costs only the `signed_d2` check.
+
+Questions are parts too: `t.number(band_px, rtol=0.3)` (a number, predicted before the
+cell that measures it), `t.choice(answer, "abcd")` (multiple choice: the letter is
+compared, the right one is never shown), `t.text(answer)` (free text: collected for the
+instructor, scored by nobody; such a check has `points=0`).
 """
+import contextlib
 import time
 
 import numpy as np
@@ -68,8 +82,60 @@ class Recorder:
     def true(self, condition, what="condition", weight=1.0, hint=None):
         self._record("equal", np.bool_(bool(condition)), what, weight, hint)
 
+    def number(self, answer, rtol=0.1, atol=0.0, what="your answer", weight=1.0, hint=None):
+        """A numeric answer, compared with the solution's within the tolerance."""
+        self._record("close", answer, what, weight, hint, rtol, atol)
+        if answer is None:
+            self.parts[-1]["problem"] = f"{what}: not answered yet (replace None in its cell)"
 
-def graded(name, points=1, hint=None, timeout=None, forbid=()):
+    def choice(self, answer, options, what="the answer", weight=1.0, hint=None):
+        """A multiple-choice answer: which of `options` (a string of letters, or a list)
+        `answer` is; None (not answered) and anything else are recorded as such."""
+        options = [str(o) for o in options]
+        key = str(answer).strip().lower() if answer is not None else None
+        index = -2 if key is None else next((i for i, o in enumerate(options) if o.lower() == key), -1)
+        self._record("choice", np.int64(index), what, weight, hint)
+        self.parts[-1]["options"] = options
+
+    def text(self, answer, what="your answer"):
+        """A free-text answer, collected for the instructor (never scored)."""
+        self._record("text", np.int64(0), what, 0.0, None)
+        self.parts[-1]["text"] = "" if answer is None else str(answer)[:2000]
+
+
+def _clear_compiled(namespace):
+    """Forget every compiled kernel of `namespace` and of run_func, so that the next call
+    compiles again with the functions the namespace holds now."""
+    from .run_func import _kernels
+
+    _kernels.clear()
+    for value in list(namespace.values()):
+        for kernel in (getattr(value, "_primal", None), getattr(value, "_adjoint", None)):
+            if isinstance(getattr(kernel, "compiled_kernels", None), dict):
+                kernel.compiled_kernels.clear()
+
+
+@contextlib.contextmanager
+def upstream(namespace, **functions):
+    """Within the block, `namespace` (the notebook's globals) holds the given functions
+    under the given names: a student's `probability` then calls the instructor's
+    `signed_d2`.  Kernels and run_func recompile on the way in and on the way out."""
+    missing = object()
+    saved = {name: namespace.get(name, missing) for name in functions}
+    namespace.update(functions)
+    _clear_compiled(namespace)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is missing:
+                namespace.pop(name, None)
+            else:
+                namespace[name] = value
+        _clear_compiled(namespace)
+
+
+def graded(name, points=1, hint=None, timeout=None, forbid=(), needs=()):
     """Decorator of a graded check `fn(t, rng)` (see the module docstring).  Outside the
     grader (the instructor running the solution notebook) it runs the body once as a
     smoke test and says how many parts it recorded."""

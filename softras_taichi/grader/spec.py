@@ -111,16 +111,29 @@ def scan_checks(nb):
     return out
 
 
+NOT_GRADED = "# Not run when grading"     # first line of a cell that only shows something (slow)
+
+
 def is_feedback_cell(source):
-    """A feedback check cell or the summary cell: run by students, skipped when grading."""
+    """A feedback check cell, the summary cell, or a cell that starts with NOT_GRADED (a
+    slow demonstration): run by students, skipped when grading."""
     s = source.strip()
-    return bool(cell_checks(source)) or s.startswith("summary(")
+    return bool(cell_checks(source)) or s.startswith("summary(") or s.startswith(NOT_GRADED)
 
 
 class GradedCheck:
-    def __init__(self, name, points, hint=None, forbid=()):
+    """One graded check as the instructor wrote it.  `needs`: the checks upstream of it
+    (their functions feed this one); a check worth 0 points is a free-text question,
+    collected for the instructor."""
+
+    def __init__(self, name, points, hint=None, forbid=(), needs=()):
         self.name, self.points, self.hint = name, points, hint
         self.forbid = tuple(forbid or ())
+        self.needs = tuple(needs or ())
+
+    @property
+    def for_instructor(self):
+        return self.points == 0
 
     def __repr__(self):
         return f"GradedCheck({self.name!r}, {self.points:g})"
@@ -151,10 +164,14 @@ class Exercise:
                 if name in seen:
                     raise SpecError(f"{path or name}: two graded checks are named {name!r}")
                 seen.add(name)
-                forbid = kws.get("forbid") or ()
-                if isinstance(forbid, str):
-                    forbid = (forbid,)
-                self.checks.append(GradedCheck(name, _points(args, kws), kws.get("hint"), forbid))
+                forbid, needs = kws.get("forbid") or (), kws.get("needs") or ()
+                forbid = (forbid,) if isinstance(forbid, str) else forbid
+                needs = (needs,) if isinstance(needs, str) else needs
+                self.checks.append(GradedCheck(name, _points(args, kws), kws.get("hint"), forbid, needs))
+        for c in self.checks:
+            unknown = [n for n in c.needs if n not in seen]
+            if unknown:
+                raise SpecError(f"{path or name}: check {c.name!r} needs {unknown}, which no graded check is")
         if not self.checks:
             raise SpecError(f"{path or name} has no graded checks: add `@graded(...)` checks between "
                             f"'{HIDDEN_BEGIN}' and '{HIDDEN_END}'")
