@@ -38,5 +38,5 @@ from .figures import save_gif, save_loss_curve, save_outputs, save_view_grid
 from .geometry import axis_angle, camera_angle_deg, normalize, posed, rotation_error_deg, rotation_matrix, template
 from .pose import POSE_EXAMPLE, PoseFit, fit_pose, knob_cube
 from .recipes import DEFAULT_METHOD, DEFAULTS, RECIPES, Recipe
-from .reconstruct import PAPER_SETTING, Reconstruction, fit_target, fit_views, reconstruct, split, stages, subdivide, target_views
+from .reconstruct import COURSE_SETTING, Reconstruction, fit_target, fit_views, reconstruct, split, stages, subdivide, target_views
 from .schedules import _tape, _to_u8, lr_schedule, per_view_iou, sigma_schedule, with_sigma
