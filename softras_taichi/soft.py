@@ -117,6 +117,41 @@ def setup(proj: ti.template(), faces: ti.template(), rect: ti.types.ndarray(), f
                                 inv_len2[2], inv_z[0], inv_z[1], inv_z[2]])
 
 
+@ti.func
+def add_pair(x, y, p, rec, rr, j, faces, colors, light, m, ws, cs, P, sigma, thr, near, far, cut,
+             p_floor, inv_gamma, inv_range, rgb: ti.template()):
+    """One (pixel, face) pair into a pixel's running (m, Δ − e_b, Σ e C, P): the step of
+    both forward layouts (this file's and soft_tiles.py's)."""
+    if in_rect(x, y, rr):
+        a, b, c, inv_det, inv_len2, inv_z = unpack(rec)
+        w, inside, _, _, d2 = pair(p, a, b, c, inv_det, inv_len2)
+        if inside | (d2 < thr):
+            if ti.static(rgb):
+                wc, z, zn = pair_depth(w, inv_z, far, inv_range)
+                colour = (z >= near) & (z <= far) & (zn > m - cut)
+                silhouette = P >= p_floor
+                if colour | silhouette:
+                    t = ti.exp(logit(d2, inside, sigma))
+                    q = 1.0 / (1.0 + t)  # 1 − D, with D = sigmoid(s) = t q
+                    if silhouette:
+                        P *= q
+                    if colour:
+                        if zn > m:  # a nearer face: move the shift, rescale what we have
+                            scale = ti.exp((m - zn) * inv_gamma)
+                            ws *= scale
+                            cs *= scale
+                            m = zn
+                        e = t * q * ti.exp((zn - m) * inv_gamma)
+                        f = faces[j]
+                        ws += e
+                        cs += e * light[j] * (wc[0] * colors[f[0]] + wc[1] * colors[f[1]]
+                                              + wc[2] * colors[f[2]])
+            elif P >= p_floor:  # below it A = 1 to rounding (cutoffs); no break: the block syncs
+                P *= 1.0 / (1.0 + ti.exp(logit(d2, inside, sigma)))
+    return m, ws, cs, P
+
+
+
 @ti.kernel
 def forward(face: ti.types.ndarray(), rect: ti.types.ndarray(), faces: ti.template(), colors: ti.template(),
             light: ti.template(), tile_offset: ti.types.ndarray(), tile_count: ti.types.ndarray(),
@@ -135,34 +170,11 @@ def forward(face: ti.types.ndarray(), rect: ti.types.ndarray(), faces: ti.templa
         cs = ti.Vector([0.0, 0.0, 0.0])
         for k in range(count):
             j = tile_faces[start + k]
-            if in_rect(x, y, rect[n, j]):  # tiles are coarser than faces: most misses end here
-                a, b, c, inv_det, inv_len2, inv_z = unpack(face[n, j])
-                w, inside, _, _, d2 = pair(p, a, b, c, inv_det, inv_len2)
-                if inside | (d2 < thr):
-                    if ti.static(rgb):
-                        wc, z, zn = pair_depth(w, inv_z, far, inv_range)
-                        colour = (z >= near) & (z <= far) & (zn > m - cut)
-                        silhouette = P >= p_floor
-                        if colour | silhouette:
-                            t = ti.exp(logit(d2, inside, sigma))
-                            q = 1.0 / (1.0 + t)  # 1 − D, with D = sigmoid(s) = t q
-                            if silhouette:
-                                P *= q
-                            if colour:
-                                if zn > m:  # a nearer face: move the shift, rescale what we have
-                                    scale = ti.exp((m - zn) * inv_gamma)
-                                    ws *= scale
-                                    cs *= scale
-                                    m = zn
-                                e = t * q * ti.exp((zn - m) * inv_gamma)
-                                f = faces[j]
-                                ws += e
-                                cs += e * light[j] * (wc[0] * colors[f[0]] + wc[1] * colors[f[1]]
-                                                      + wc[2] * colors[f[2]])
-                    else:
-                        P *= 1.0 / (1.0 + ti.exp(logit(d2, inside, sigma)))
-                        if P < p_floor:  # A = 1 to rounding: the other faces cannot change it
-                            break
+            m, ws, cs, P = add_pair(x, y, p, face[n, j], rect[n, j], j, faces, colors, light, m, ws, cs, P,
+                                    sigma, thr, near, far, cut, p_floor, inv_gamma, inv_range, rgb)
+            if ti.static(not rgb):
+                if P < p_floor:  # A = 1 to rounding: the other faces cannot change it
+                    break
         uncovered[i] = P
         if ti.static(rgb):
             eb = ti.exp((eps - m) * inv_gamma)
@@ -220,6 +232,110 @@ def segment_grad(p, a, e, t, g):
     return gq * (1.0 - t), gq * t
 
 
+@ti.func
+def pair_grad(p, a, b, c, inv_det, inv_len2, inv_z, live, ca, cb, cc, L, adj, sigma, thr, near, far,
+              cut, inv_gamma, inv_range, rgb: ti.template()):
+    """One pixel's share of dL/d(corners (x, y, z')), dL/d(colours), dL/d(light) for one face,
+    the chain rule of py's docstring; zero for a pair that adds nothing."""
+    zero2, zero3 = ti.Vector([0.0, 0.0]), ti.Vector([0.0, 0.0, 0.0])
+    ga, gb, gc, gca, gcb, gcc, gl = zero3, zero3, zero3, zero3, zero3, zero3, 0.0
+    w, inside, de, te, d2 = pair(p, a, b, c, inv_det, inv_len2)
+    if inside | (d2 < thr):
+        wc, z, zn, colour = zero3, 0.0, 0.0, False
+        if ti.static(rgb):
+            wc, z, zn = pair_depth(w, inv_z, far, inv_range)
+            colour = (z >= near) & (z <= far) & (zn > adj[5] - cut)
+        if colour | (adj[4] != 0.0):
+            t = ti.exp(logit(d2, inside, sigma))
+            q = 1.0 / (1.0 + t)
+            D = t * q
+            gs = adj[4] * D
+            gwc, gz = zero3, zero3
+            if colour:
+                e = D * ti.exp((zn - adj[5]) * inv_gamma)
+                gD = ti.Vector([adj[0], adj[1], adj[2]])  # g_rgb / Δ
+                Cbar = wc[0] * ca + wc[1] * cb + wc[2] * cc
+                ge = L * gD.dot(Cbar) - adj[3]
+                gs += ge * e * q
+                gC = gD * e
+                gl = gC.dot(Cbar)
+                gca, gcb, gcc = gC * (L * wc[0]), gC * (L * wc[1]), gC * (L * wc[2])
+                gzz = -ge * e * inv_gamma * inv_range  # dL/dz
+                gwc = L * ti.Vector([gC.dot(ca), gC.dot(cb), gC.dot(cc)]) - gzz * z * z * inv_z
+                gz = gzz * z * z * wc * inv_z * inv_z
+            ba, bb_, bc = zero2, zero2, zero2
+            if ti.static(rgb):
+                # clamped, renormalised barycentrics -> raw barycentrics
+                u = ti.math.clamp(w, 0.0, 1.0)
+                total = u.sum()
+                gu = ti.select(total > 1e-5, (gwc - gwc.dot(wc)) / total, gwc / 1e-5)
+                gw = ti.select((w > 0.0) & (w < 1.0), gu, 0.0)
+                ba, bb_, bc = barycentric_grad(p, a, b, c, inv_det, live, w, gw)
+            # s = clamp(δ d²/σ) -> d² -> the closest edge's end points
+            raw = ti.select(inside, d2, -d2) / sigma
+            gd2 = ti.select(ti.abs(raw) < LOGIT_CLAMP, gs * ti.select(inside, 1.0, -1.0) / sigma, 0.0)
+            ea, eb_, ec = zero2, zero2, zero2
+            if (de[0] <= de[1]) & (de[0] <= de[2]):
+                ea, eb_ = segment_grad(p, a, b - a, te[0], gd2)
+            elif de[1] <= de[2]:
+                eb_, ec = segment_grad(p, b, c - b, te[1], gd2)
+            else:
+                ec, ea = segment_grad(p, c, a - c, te[2], gd2)
+            ga = ti.Vector([ba[0] + ea[0], ba[1] + ea[1], gz[0]])
+            gb = ti.Vector([bb_[0] + eb_[0], bb_[1] + eb_[1], gz[1]])
+            gc = ti.Vector([bc[0] + ec[0], bc[1] + ec[1], gz[2]])
+    return ga, gb, gc, gca, gcb, gcc, gl
+
+
+
+@ti.func
+def rect_grads(n, j, x0, x1, y0, y1, face: ti.template(), faces: ti.template(), colors: ti.template(),
+               light: ti.template(), adjoint: ti.template(), sigma, thr, near, far, cut, inv_gamma, inv_range, S,
+               rgb: ti.template()):
+    """Σ of pair_grad over the pixels x0..x1, y0..y1 of view n for face j: what one thread
+    of either backward layout adds up before its atomics."""
+    f = faces[j]
+    a, b, c, inv_det, inv_len2, inv_z = unpack(face[n, j])
+    live = ti.abs(cross2(b - a, c - a)) >= 1e-10
+    ca, cb, cc = colors[f[0]], colors[f[1]], colors[f[2]]
+    L = light[j]
+    zero3 = ti.Vector([0.0, 0.0, 0.0])
+    ga, gb, gc, gca, gcb, gcc, gl = zero3, zero3, zero3, zero3, zero3, zero3, 0.0
+    for y in range(y0, y1 + 1):
+        for x in range(x0, x1 + 1):
+            adj = adjoint[(n * S + y) * S + x]
+            wanted = True
+            if ti.static(not rgb):  # silhouette: nothing where it saturated or g_A = 0
+                wanted = adj[4] != 0.0
+            if wanted:
+                da, db, dc, dca, dcb, dcc, dl = pair_grad(pixel_centre(x, y, S), a, b, c, inv_det, inv_len2, inv_z,
+                                                          live, ca, cb, cc, L, adj, sigma, thr, near, far, cut,
+                                                          inv_gamma, inv_range, rgb)
+                ga += da
+                gb += db
+                gc += dc
+                if ti.static(rgb):
+                    gca += dca
+                    gcb += dcb
+                    gcc += dcc
+                    gl += dl
+    return ga, gb, gc, gca, gcb, gcc, gl
+
+
+@ti.func
+def scatter(proj: ti.template(), colors: ti.template(), light: ti.template(), f, base, j, ga, gb, gc, gca, gcb,
+            gcc, gl, rgb: ti.template()):
+    """One atomic add per vertex component (and colour, light) of face j = (f0, f1, f2)."""
+    proj.grad[base + f[0]] += ga
+    proj.grad[base + f[1]] += gb
+    proj.grad[base + f[2]] += gc
+    if ti.static(rgb):
+        colors.grad[f[0]] += gca
+        colors.grad[f[1]] += gcb
+        colors.grad[f[2]] += gcc
+        light.grad[j] += gl
+
+
 @ti.kernel
 def backward(proj: ti.template(), faces: ti.template(), colors: ti.template(), light: ti.template(),
              face: ti.types.ndarray(), rect: ti.types.ndarray(), adjoint: ti.template(), sigma: float,
@@ -228,73 +344,8 @@ def backward(proj: ti.template(), faces: ti.template(), colors: ti.template(), l
     inv_gamma, inv_range = 1.0 / gamma, 1.0 / (far - near)
     for n, j in ti.ndrange(N, F):
         r = rect[n, j]
-        f = faces[j]
-        a, b, c, inv_det, inv_len2, inv_z = unpack(face[n, j])
-        live = ti.abs(cross2(b - a, c - a)) >= 1e-10
-        ca, cb, cc = colors[f[0]], colors[f[1]], colors[f[2]]
-        L = light[j]
-        zero2, zero3 = ti.Vector([0.0, 0.0]), ti.Vector([0.0, 0.0, 0.0])
-        ga, gb, gc, gca, gcb, gcc, gl = zero3, zero3, zero3, zero3, zero3, zero3, 0.0
-        for y in range(r[1], r[3] + 1):
-            for x in range(r[0], r[2] + 1):
-                adj = adjoint[(n * S + y) * S + x]
-                if ti.static(not rgb):
-                    if adj[4] == 0.0:  # the silhouette saturated here, or g_A = 0
-                        continue
-                p = pixel_centre(x, y, S)
-                w, inside, de, te, d2 = pair(p, a, b, c, inv_det, inv_len2)
-                if inside | (d2 < thr):
-                    wc, z, zn, colour = zero3, 0.0, 0.0, False
-                    if ti.static(rgb):
-                        wc, z, zn = pair_depth(w, inv_z, far, inv_range)
-                        colour = (z >= near) & (z <= far) & (zn > adj[5] - cut)
-                    if colour | (adj[4] != 0.0):  # else this pair adds nothing
-                        t = ti.exp(logit(d2, inside, sigma))
-                        q = 1.0 / (1.0 + t)
-                        D = t * q
-                        gs = adj[4] * D
-                        gwc, gz = zero3, zero3
-                        if colour:
-                            e = D * ti.exp((zn - adj[5]) * inv_gamma)
-                            gD = ti.Vector([adj[0], adj[1], adj[2]])  # g_rgb / Δ
-                            Cbar = wc[0] * ca + wc[1] * cb + wc[2] * cc
-                            ge = L * gD.dot(Cbar) - adj[3]
-                            gs += ge * e * q
-                            gC = gD * e
-                            gl += gC.dot(Cbar)
-                            gca += gC * (L * wc[0])
-                            gcb += gC * (L * wc[1])
-                            gcc += gC * (L * wc[2])
-                            gzz = -ge * e * inv_gamma * inv_range  # dL/dz
-                            gwc = L * ti.Vector([gC.dot(ca), gC.dot(cb), gC.dot(cc)]) - gzz * z * z * inv_z
-                            gz = gzz * z * z * wc * inv_z * inv_z
-                        ba, bb_, bc = zero2, zero2, zero2
-                        if ti.static(rgb):
-                            # clamped, renormalised barycentrics -> raw barycentrics
-                            u = ti.math.clamp(w, 0.0, 1.0)
-                            total = u.sum()
-                            gu = ti.select(total > 1e-5, (gwc - gwc.dot(wc)) / total, gwc / 1e-5)
-                            gw = ti.select((w > 0.0) & (w < 1.0), gu, 0.0)
-                            ba, bb_, bc = barycentric_grad(p, a, b, c, inv_det, live, w, gw)
-                        # s = clamp(δ d²/σ) -> d² -> the closest edge's end points
-                        raw = ti.select(inside, d2, -d2) / sigma
-                        gd2 = ti.select(ti.abs(raw) < LOGIT_CLAMP, gs * ti.select(inside, 1.0, -1.0) / sigma, 0.0)
-                        ea, eb_, ec = zero2, zero2, zero2
-                        if (de[0] <= de[1]) & (de[0] <= de[2]):
-                            ea, eb_ = segment_grad(p, a, b - a, te[0], gd2)
-                        elif de[1] <= de[2]:
-                            eb_, ec = segment_grad(p, b, c - b, te[1], gd2)
-                        else:
-                            ec, ea = segment_grad(p, c, a - c, te[2], gd2)
-                        ga += ti.Vector([ba[0] + ea[0], ba[1] + ea[1], gz[0]])
-                        gb += ti.Vector([bb_[0] + eb_[0], bb_[1] + eb_[1], gz[1]])
-                        gc += ti.Vector([bc[0] + ec[0], bc[1] + ec[1], gz[2]])
         if r[0] <= r[2]:
-            proj.grad[n * V + f[0]] += ga
-            proj.grad[n * V + f[1]] += gb
-            proj.grad[n * V + f[2]] += gc
-            if ti.static(rgb):
-                colors.grad[f[0]] += gca
-                colors.grad[f[1]] += gcb
-                colors.grad[f[2]] += gcc
-                light.grad[j] += gl
+            ga, gb, gc, gca, gcb, gcc, gl = rect_grads(n, j, r[0], r[2], r[1], r[3], face, faces, colors, light,
+                                                       adjoint, sigma, thr, near, far, cut, inv_gamma, inv_range,
+                                                       S, rgb)
+            scatter(proj, colors, light, faces[j], n * V, j, ga, gb, gc, gca, gcb, gcc, gl, rgb)

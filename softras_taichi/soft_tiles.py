@@ -15,16 +15,16 @@ backward  one thread per (tile, face) entry of binning's lists: the pixels of th
           that the face's culling rectangle covers, reduced in registers, then one
           atomic add per vertex component (and per colour, light).
 
-The per-pixel and per-pair formulas are soft.py's (docs/math.md; soft.py's docstring
-has the backward's chain rule): the online max-shift forward, the cut-offs below
-rounding (soft.cutoffs) and the face order of each list are the same, so both
+The per-pair step (soft.add_pair) and the per-face sums of the backward (soft.rect_grads,
+soft.scatter) are soft.py's own functions (docs/math.md; soft.py's docstring has the
+backward's chain rule): the online max-shift forward, the cut-offs below rounding
+(soft.cutoffs) and the face order of each list (binning.order) are the same, so both
 layouts give the same images and gradients (tests/test_tiles.py, tests/test_vulkan.py).
 """
 import taichi as ti
 
 from . import soft
-from .binning import in_rect
-from .probability import LOGIT_CLAMP, cross2, logit, pixel_centre
+from .probability import cross2, pixel_centre
 
 
 def gpu_tile(mean_extent):
@@ -43,41 +43,6 @@ def staging(arch, precision):
     """(shared, fp) for forward: ti.simt.block.SharedArray and block.sync exist on CUDA and
     the SPIR-V backends (Vulkan, Metal), not on the CPU; fp is the records' float type."""
     return arch in ("cuda", "vulkan", "metal"), ti.f64 if precision == "f64" else ti.f32
-
-
-@ti.func
-def add_pair(x, y, p, rec, rr, j, faces, colors, light, m, ws, cs, P, sigma, thr, near, far, cut,
-             p_floor, inv_gamma, inv_range, rgb: ti.template()):
-    """One (pixel, face) pair into the running (m, Δ − e_b, Σ e C, P) of soft.forward.
-    (soft.forward and soft.backward inline this step and pair_grad's; they could call
-    these two once their CPU loops settle, leaving one copy of each.)"""
-    if in_rect(x, y, rr):
-        a, b, c, inv_det, inv_len2, inv_z = soft.unpack(rec)
-        w, inside, _, _, d2 = soft.pair(p, a, b, c, inv_det, inv_len2)
-        if inside | (d2 < thr):
-            if ti.static(rgb):
-                wc, z, zn = soft.pair_depth(w, inv_z, far, inv_range)
-                colour = (z >= near) & (z <= far) & (zn > m - cut)
-                silhouette = P >= p_floor
-                if colour | silhouette:
-                    t = ti.exp(logit(d2, inside, sigma))
-                    q = 1.0 / (1.0 + t)  # 1 − D, with D = sigmoid(s) = t q
-                    if silhouette:
-                        P *= q
-                    if colour:
-                        if zn > m:  # a nearer face: move the shift, rescale what we have
-                            scale = ti.exp((m - zn) * inv_gamma)
-                            ws *= scale
-                            cs *= scale
-                            m = zn
-                        e = t * q * ti.exp((zn - m) * inv_gamma)
-                        f = faces[j]
-                        ws += e
-                        cs += e * light[j] * (wc[0] * colors[f[0]] + wc[1] * colors[f[1]]
-                                              + wc[2] * colors[f[2]])
-            elif P >= p_floor:  # below it A = 1 to rounding (soft.cutoffs); no break: the block syncs
-                P *= 1.0 / (1.0 + ti.exp(logit(d2, inside, sigma)))
-    return m, ws, cs, P
 
 
 @ti.kernel
@@ -127,7 +92,7 @@ def forward(face: ti.types.ndarray(), rect: ti.types.ndarray(), faces: ti.templa
                         for k in range(size):
                             rec = ti.Vector([rec_s[k * soft.SETUP + s] for s in ti.static(range(soft.SETUP))])
                             rr = ti.Vector([idx_s[k * 5 + s] for s in ti.static(range(4))])
-                            m, ws, cs, P = add_pair(x, y, p, rec, rr, idx_s[k * 5 + 4], faces, colors, light,
+                            m, ws, cs, P = soft.add_pair(x, y, p, rec, rr, idx_s[k * 5 + 4], faces, colors, light,
                                                     m, ws, cs, P, sigma, thr, near, far, cut, p_floor,
                                                     inv_gamma, inv_range, rgb)
                     ti.simt.block.sync()  # the next chunk overwrites what others may still read
@@ -135,7 +100,7 @@ def forward(face: ti.types.ndarray(), rect: ti.types.ndarray(), faces: ti.templa
                     if live:
                         for k in range(size):
                             j = tile_faces[start + k0 + k]
-                            m, ws, cs, P = add_pair(x, y, p, face[n, j], rect[n, j], j, faces, colors, light,
+                            m, ws, cs, P = soft.add_pair(x, y, p, face[n, j], rect[n, j], j, faces, colors, light,
                                                     m, ws, cs, P, sigma, thr, near, far, cut, p_floor,
                                                     inv_gamma, inv_range, rgb)
             if live:
@@ -152,61 +117,6 @@ def forward(face: ti.types.ndarray(), rect: ti.types.ndarray(), faces: ti.templa
                     image[i][3] = 1.0 - P
 
 
-@ti.func
-def pair_grad(p, a, b, c, inv_det, inv_len2, inv_z, live, ca, cb, cc, L, adj, sigma, thr, near, far,
-              cut, inv_gamma, inv_range, rgb: ti.template()):
-    """One pixel's share of dL/d(corners (x, y, z')), dL/d(colours), dL/d(light) for one face,
-    the chain rule of soft.py's docstring; zero for a pair that adds nothing."""
-    zero2, zero3 = ti.Vector([0.0, 0.0]), ti.Vector([0.0, 0.0, 0.0])
-    ga, gb, gc, gca, gcb, gcc, gl = zero3, zero3, zero3, zero3, zero3, zero3, 0.0
-    w, inside, de, te, d2 = soft.pair(p, a, b, c, inv_det, inv_len2)
-    if inside | (d2 < thr):
-        wc, z, zn, colour = zero3, 0.0, 0.0, False
-        if ti.static(rgb):
-            wc, z, zn = soft.pair_depth(w, inv_z, far, inv_range)
-            colour = (z >= near) & (z <= far) & (zn > adj[5] - cut)
-        if colour | (adj[4] != 0.0):
-            t = ti.exp(logit(d2, inside, sigma))
-            q = 1.0 / (1.0 + t)
-            D = t * q
-            gs = adj[4] * D
-            gwc, gz = zero3, zero3
-            if colour:
-                e = D * ti.exp((zn - adj[5]) * inv_gamma)
-                gD = ti.Vector([adj[0], adj[1], adj[2]])  # g_rgb / Δ
-                Cbar = wc[0] * ca + wc[1] * cb + wc[2] * cc
-                ge = L * gD.dot(Cbar) - adj[3]
-                gs += ge * e * q
-                gC = gD * e
-                gl = gC.dot(Cbar)
-                gca, gcb, gcc = gC * (L * wc[0]), gC * (L * wc[1]), gC * (L * wc[2])
-                gzz = -ge * e * inv_gamma * inv_range  # dL/dz
-                gwc = L * ti.Vector([gC.dot(ca), gC.dot(cb), gC.dot(cc)]) - gzz * z * z * inv_z
-                gz = gzz * z * z * wc * inv_z * inv_z
-            ba, bb_, bc = zero2, zero2, zero2
-            if ti.static(rgb):
-                # clamped, renormalised barycentrics -> raw barycentrics
-                u = ti.math.clamp(w, 0.0, 1.0)
-                total = u.sum()
-                gu = ti.select(total > 1e-5, (gwc - gwc.dot(wc)) / total, gwc / 1e-5)
-                gw = ti.select((w > 0.0) & (w < 1.0), gu, 0.0)
-                ba, bb_, bc = soft.barycentric_grad(p, a, b, c, inv_det, live, w, gw)
-            # s = clamp(δ d²/σ) -> d² -> the closest edge's end points
-            raw = ti.select(inside, d2, -d2) / sigma
-            gd2 = ti.select(ti.abs(raw) < LOGIT_CLAMP, gs * ti.select(inside, 1.0, -1.0) / sigma, 0.0)
-            ea, eb_, ec = zero2, zero2, zero2
-            if (de[0] <= de[1]) & (de[0] <= de[2]):
-                ea, eb_ = soft.segment_grad(p, a, b - a, te[0], gd2)
-            elif de[1] <= de[2]:
-                eb_, ec = soft.segment_grad(p, b, c - b, te[1], gd2)
-            else:
-                ec, ea = soft.segment_grad(p, c, a - c, te[2], gd2)
-            ga = ti.Vector([ba[0] + ea[0], ba[1] + ea[1], gz[0]])
-            gb = ti.Vector([bb_[0] + eb_[0], bb_[1] + eb_[1], gz[1]])
-            gc = ti.Vector([bc[0] + ec[0], bc[1] + ec[1], gz[2]])
-    return ga, gb, gc, gca, gcb, gcc, gl
-
-
 @ti.kernel
 def backward(proj: ti.template(), faces: ti.template(), colors: ti.template(), light: ti.template(),
              face: ti.types.ndarray(), rect: ti.types.ndarray(), adjoint: ti.template(),
@@ -214,43 +124,15 @@ def backward(proj: ti.template(), faces: ti.template(), colors: ti.template(), l
              thr: float, near: float, far: float, cut: float, N: ti.i32, S: ti.i32, T: ti.i32, E: ti.i32,
              V: ti.i32, rgb: ti.template()):
     """dL/d(proj, colours, light) = Σ over the (tile, face) entries of Σ over the tile's pixels
-    in the face's rectangle (pair_grad), one atomic add per component and entry."""
+    in the face's rectangle (soft.rect_grads), one atomic add per component and entry."""
     inv_gamma, inv_range = 1.0 / gamma, 1.0 / (far - near)
     TX = (S + T - 1) // T
     for e in range(E):
         t, j = entry_tile[e], entry_face[e]
         n, ty, tx = t // (TX * TX), (t // TX) % TX, t % TX
         r = rect[n, j]  # an entry exists only for a drawn face
-        f = faces[j]
-        a, b, c, inv_det, inv_len2, inv_z = soft.unpack(face[n, j])
-        live = ti.abs(cross2(b - a, c - a)) >= 1e-10
-        ca, cb, cc = colors[f[0]], colors[f[1]], colors[f[2]]
-        L = light[j]
-        zero3 = ti.Vector([0.0, 0.0, 0.0])
-        ga, gb, gc, gca, gcb, gcc, gl = zero3, zero3, zero3, zero3, zero3, zero3, 0.0
-        for y in range(ti.max(r[1], ty * T), ti.min(r[3], ty * T + T - 1) + 1):
-            for x in range(ti.max(r[0], tx * T), ti.min(r[2], tx * T + T - 1) + 1):
-                adj = adjoint[(n * S + y) * S + x]
-                wanted = True
-                if ti.static(not rgb):  # silhouette: nothing where it saturated or g_A = 0
-                    wanted = adj[4] != 0.0
-                if wanted:
-                    da, db, dc, dca, dcb, dcc, dl = pair_grad(pixel_centre(x, y, S), a, b, c, inv_det, inv_len2,
-                                                              inv_z, live, ca, cb, cc, L, adj, sigma, thr,
-                                                              near, far, cut, inv_gamma, inv_range, rgb)
-                    ga += da
-                    gb += db
-                    gc += dc
-                    if ti.static(rgb):
-                        gca += dca
-                        gcb += dcb
-                        gcc += dcc
-                        gl += dl
-        proj.grad[n * V + f[0]] += ga
-        proj.grad[n * V + f[1]] += gb
-        proj.grad[n * V + f[2]] += gc
-        if ti.static(rgb):
-            colors.grad[f[0]] += gca
-            colors.grad[f[1]] += gcb
-            colors.grad[f[2]] += gcc
-            light.grad[j] += gl
+        ga, gb, gc, gca, gcb, gcc, gl = soft.rect_grads(
+            n, j, ti.max(r[0], tx * T), ti.min(r[2], tx * T + T - 1), ti.max(r[1], ty * T),
+            ti.min(r[3], ty * T + T - 1), face, faces, colors, light, adjoint, sigma, thr, near, far, cut,
+            inv_gamma, inv_range, S, rgb)
+        soft.scatter(proj, colors, light, faces[j], n * V, j, ga, gb, gc, gca, gcb, gcc, gl, rgb)
