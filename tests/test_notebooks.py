@@ -167,7 +167,7 @@ EXERCISES = {"00": "00_taichi_warmup", "01": "01_camera", "02": "02_probability_
              "04": "04_gradients", "05": "05_pose_fitting", "06": "06_mesh_reconstruction",
              "07": "07_under_the_hood"}
 MATH = ROOT / "docs" / "math.md"
-THINK = re.compile(r"^\s*(?:>\s*)?\*\*Think!\*\*")
+THINK = re.compile(r"^\s*(?:>\s*)?\*\*Think!\*\*", re.MULTILINE)
 ANSWER = re.compile(r"<details>\s*<summary>\s*Answer\s*</summary>(.*?)</details>", re.DOTALL)
 
 
@@ -209,12 +209,14 @@ def test_lecture_links_its_exercise_and_the_math_document(path):
 def test_lecture_asks_questions_with_answers(path):
     questions, unanswered = 0, []
     for i, cell in enumerate(_load(path)["cells"]):
-        if cell["cell_type"] != "markdown" or not THINK.match(_source(cell)):
+        if cell["cell_type"] != "markdown":
             continue
-        questions += 1
-        answer = ANSWER.search(_source(cell))
-        if not answer or len(re.sub(r"\s", "", answer.group(1))) < 20:
-            unanswered.append(i + 1)
+        text = _source(cell)
+        for q in THINK.finditer(text):  # a question may close a cell of text; its answer follows it
+            questions += 1
+            answer = ANSWER.search(text, q.end())
+            if not answer or len(re.sub(r"\s", "", answer.group(1))) < 20:
+                unanswered.append(i + 1)
     assert not unanswered, (f"{_id(path)}: the Think! questions in cells {unanswered} have no answer in a "
                             "'<details><summary>Answer</summary> ... </details>' block in the same cell")
     assert questions >= 2, (f"{_id(path)} asks {questions} 'Think!' question(s); ask at least two (a markdown "
