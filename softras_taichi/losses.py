@@ -51,6 +51,8 @@ and `iou(a, b)` is the plain IoU metric of two silhouettes.
 import numpy as np
 import taichi as ti
 
+from . import fields
+
 IOU_EPS = 1e-6  # keeps the ratio finite for two empty silhouettes (SoftRas uses 1e-6 too)
 FLAT_EPS = 1e-6  # SoftRas FlattenLoss's eps: keeps lengths and angles of degenerate triangles finite
 
@@ -176,13 +178,13 @@ def _wing(a, b):
 
 def scalar_field():
     """A 0-D field with a gradient: what `ti.ad.Tape(loss)` needs."""
-    return ti.field(float, shape=(), needs_grad=True)
+    return fields.scalar(float, (), needs_grad=True)
 
 
 def image_field(image):
     """An (N, S, S, 4) field (no gradient) holding a target image from NumPy."""
     a = _views(image)
-    f = ti.field(float, shape=a.shape)
+    f = fields.scalar(float, a.shape)
     f.from_numpy(a.astype(_np_float()))
     return f
 
@@ -237,8 +239,8 @@ class SilhouetteIoU:
     """L_s for images of N views (see the module docstring); `value` holds the last IoU sums."""
 
     def __init__(self, n_views):
-        self.inter = ti.field(float, shape=n_views, needs_grad=True)
-        self.union = ti.field(float, shape=n_views, needs_grad=True)
+        self.inter = fields.scalar(float, n_views, needs_grad=True)
+        self.union = fields.scalar(float, n_views, needs_grad=True)
 
     def __call__(self, image, target, loss, weight=1.0):
         zero(self.inter)
@@ -306,12 +308,12 @@ class Laplacian:
 
     def __init__(self, faces, num_vertices):
         directed, degree = neighbours(faces, num_vertices)
-        self.pairs = ti.Vector.field(2, ti.i32, shape=len(directed))
+        self.pairs = fields.vector(2, ti.i32, len(directed))
         self.pairs.from_numpy(directed.astype(np.int32))
-        self.inv_degree = ti.field(float, shape=num_vertices)
+        self.inv_degree = fields.scalar(float, num_vertices)
         self.inv_degree.from_numpy((1.0 / np.maximum(degree, 1)).astype(_np_float()))
-        self.lap = ti.Vector.field(3, float, shape=num_vertices, needs_grad=True)
-        self.active = ti.field(float, shape=num_vertices)
+        self.lap = fields.vector(3, float, num_vertices, needs_grad=True)
+        self.active = fields.scalar(float, num_vertices)
         self.active.from_numpy((degree > 0).astype(_np_float()))
 
     def clear_grads(self):
@@ -352,7 +354,7 @@ class Flatten:
 
     def __init__(self, faces):
         w = edge_wings(faces)
-        self.wings = ti.Vector.field(4, ti.i32, shape=max(len(w), 1))
+        self.wings = fields.vector(4, ti.i32, max(len(w), 1))
         self.count = len(w)
         if len(w):
             self.wings.from_numpy(w.astype(np.int32))
@@ -385,7 +387,7 @@ class EdgeLength:
 
     def __init__(self, faces, target_length=0.0):
         e = edges(faces)
-        self.pairs = ti.Vector.field(2, ti.i32, shape=len(e))
+        self.pairs = fields.vector(2, ti.i32, len(e))
         self.pairs.from_numpy(e.astype(np.int32))
         self.target_length = float(target_length)
 

@@ -45,6 +45,8 @@ import numbers
 import numpy as np
 import taichi as ti
 
+from . import fields
+
 LOGIT_CLAMP = 30.0  # docs/architecture.md, "Rules every kernel follows": sigmoid of a clamped logit never makes inf·0 in a gradient
 
 
@@ -54,14 +56,14 @@ def _like(p):
     """A zero field of p's shape and element type, without a gradient."""
     if isinstance(p, ti.MatrixField):
         if p.m == 1:
-            return ti.Vector.field(p.n, p.dtype, shape=p.shape)
+            return fields.vector(p.n, p.dtype, p.shape)
         return ti.Matrix.field(p.n, p.m, p.dtype, shape=p.shape)
-    return ti.field(p.dtype, shape=p.shape)
+    return fields.scalar(p.dtype, p.shape)
 
 
 def _rate(p, lr):
     """A 0-D field holding the learning rate: a scalar, or one per vector component."""
-    r = ti.Vector.field(p.n, p.dtype, shape=()) if isinstance(p, ti.MatrixField) else ti.field(p.dtype, shape=())
+    r = fields.vector(p.n, p.dtype, ()) if isinstance(p, ti.MatrixField) else fields.scalar(p.dtype, ())
     _set_rate(r, lr)
     return r
 
@@ -185,10 +187,10 @@ class FreeOffsets:
 
     def __init__(self, vertices):
         v = np.asarray(vertices, dtype=np.float64)
-        self.base = ti.Vector.field(3, float, shape=len(v))
+        self.base = fields.vector(3, float, len(v))
         self.base.from_numpy(v)
-        self.offset = ti.Vector.field(3, float, shape=len(v), needs_grad=True)
-        self.centre = ti.Vector.field(3, float, shape=(), needs_grad=True)
+        self.offset = fields.vector(3, float, len(v), needs_grad=True)
+        self.centre = fields.vector(3, float, (), needs_grad=True)
         self.params = [self.offset, self.centre]
 
     def write(self, vertices):
@@ -211,12 +213,12 @@ class BoundedOffsets:
             raise ValueError("BoundedOffsets needs vertices inside (-1, 1)^3; scale the template "
                              f"down (its largest coordinate is {np.abs(v).max():.3g})")
         a = np.clip(np.abs(v), 1e-4, 1 - 1e-4)
-        self.base = ti.Vector.field(3, float, shape=len(v))
+        self.base = fields.vector(3, float, len(v))
         self.base.from_numpy(np.log(a / (1 - a)))
-        self.sign = ti.Vector.field(3, float, shape=len(v))
+        self.sign = fields.vector(3, float, len(v))
         self.sign.from_numpy(np.where(v < 0, -1.0, 1.0))
-        self.offset = ti.Vector.field(3, float, shape=len(v), needs_grad=True)
-        self.centre = ti.Vector.field(3, float, shape=(), needs_grad=True)
+        self.offset = fields.vector(3, float, len(v), needs_grad=True)
+        self.centre = fields.vector(3, float, (), needs_grad=True)
         self.params = [self.offset, self.centre]
 
     def write(self, vertices):
@@ -240,7 +242,7 @@ class SigmoidColors:
 
     def __init__(self, colors):
         c = np.clip(np.asarray(colors, dtype=np.float64), 1e-3, 1 - 1e-3)
-        self.theta = ti.Vector.field(3, float, shape=len(c), needs_grad=True)
+        self.theta = fields.vector(3, float, len(c), needs_grad=True)
         self.theta.from_numpy(np.log(c / (1 - c)))
         self.params = [self.theta]
 

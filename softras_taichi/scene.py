@@ -15,7 +15,7 @@ the gradient reset are compiled for each new scene (docs/architecture.md, "Compi
 import numpy as np
 import taichi as ti
 
-from . import backend, pipeline, workspace
+from . import backend, fields, pipeline, workspace
 from .camera import as_camera
 from .mesh import Mesh
 
@@ -107,13 +107,13 @@ class Scene:
         cam, self.batched = as_camera(cameras)
         self.V, self.F, self.N, self.S = mesh.num_vertices, mesh.num_faces, len(cam), renderer.image_size
         V, N, S = self.V, self.N, self.S
-        vec3 = lambda shape: ti.Vector.field(3, float, shape=shape, needs_grad=True)  # noqa: E731
+        vec3 = lambda shape: fields.vector(3, float, shape, needs_grad=True)  # noqa: E731
         self.vertices, self.colors = vec3(V), vec3(V)
         self.rotation, self.translation = vec3(()), vec3(())
         self.camera = vec3(N)
         # (one field each: ti.ad.Tape's default gradient reset compiles a small kernel per
         # block of fields it has not seen, 6 here, 9 if they shared one FieldsBuilder tree)
-        self.image = ti.field(float, shape=(N, S, S) if renderer.alpha_only else (N, S, S, 4), needs_grad=True)
+        self.image = fields.scalar(float, (N, S, S) if renderer.alpha_only else (N, S, S, 4), needs_grad=True)
         self.faces = mesh.faces.astype(np.int32)
         self._ws = None
         fp = self._fp()

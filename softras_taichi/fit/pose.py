@@ -18,7 +18,7 @@ import time
 
 import numpy as np
 
-from .. import losses, optim
+from .. import fields, losses, optim
 from ..mesh import Mesh
 from ..primitives import TARGETS, cube
 from ..renderer import SoftRenderer
@@ -60,6 +60,7 @@ class PoseFit:
     seconds: float
 
 
+@fields.borrowing
 def fit_pose(mesh, target, camera, rotation=(0.0, 0.0, 0.0), translation=(0.0, 0.0, 0.0),
              renderer=None, iterations=150, mode="pose", lr=None, color_weight=1.0,
              sigma=(1e-3, 1e-5), lr_final=0.1, snapshot_every=0, callback=None):

@@ -20,7 +20,7 @@ import time
 
 import numpy as np
 
-from .. import losses, optim
+from .. import fields, losses, optim
 from ..camera import Camera
 from ..mesh import Mesh
 from ..primitives import TARGETS, _subdivide
@@ -216,6 +216,7 @@ class _Stage:
         return Mesh(v, self.faces, self.colors.colors() if self.colors is not None else None)
 
 
+@fields.borrowing
 def reconstruct(images, cameras, heldout_images=None, heldout_cameras=None, fit_color=False,
                 method=DEFAULT_METHOD, seed=0, snapshot_every=10, snapshot_views=(0, 1, 2, 3),
                 progress=False, callback=None, **settings):
