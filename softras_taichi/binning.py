@@ -22,26 +22,8 @@ Vulkan (seen on lavapipe).
 import numpy as np
 import taichi as ti
 
-from . import loops
 from .probability import face_at_pixel, pixel_centre
 from .project import Z_MIN
-
-
-def tile_shift(T):
-    """log2 T when T is a power of two (tile_of then shifts), else −1 (it divides)."""
-    return T.bit_length() - 1 if T & (T - 1) == 0 else -1
-
-
-@ti.func
-def tile_of(x, T, L):
-    """x // T for a pixel index x ≥ 0, as a shift when L = log2 T ≥ 0 (tile_shift): an
-    integer division costs more than the rest of tiles_per_face."""
-    q = 0
-    if L >= 0:
-        q = x >> L
-    else:
-        q = x // T
-    return q
 
 
 @ti.func
@@ -91,16 +73,15 @@ def in_rect(x, y, r):
 
 @ti.kernel
 def measure(proj: ti.template(), faces: ti.template(), rect: ti.types.ndarray(), extent_sum: ti.template(),
-            drawn: ti.template(), radius: float, S: ti.i32, N: ti.i32, F: ti.i32, V: ti.i32, C: ti.i32):
+            drawn: ti.template(), radius: float, S: ti.i32, N: ti.i32, F: ti.i32, V: ti.i32):
     """rect[n, j] = face_rect;  Σ extent (pixels) and the number of faces drawn."""
-    for n, c in ti.ndrange(N, (F + C - 1) // C):
-        for j in range(c * C, ti.min(c * C + C, F)):
-            r = face_rect(proj, faces, n, j, radius, S, V)
-            rect[n, j] = r
-            # unconditional sums into 0-D fields: Taichi keeps them per thread (one atomic each)
-            visible = r[0] <= r[2]
-            extent_sum[None] += ti.select(visible, ti.max(r[2] - r[0], r[3] - r[1]) + 1, 0)
-            drawn[None] += ti.select(visible, 1, 0)
+    for n, j in ti.ndrange(N, F):
+        r = face_rect(proj, faces, n, j, radius, S, V)
+        rect[n, j] = r
+        # unconditional sums into 0-D fields: Taichi keeps them per thread (one atomic each)
+        visible = r[0] <= r[2]
+        extent_sum[None] += ti.select(visible, ti.max(r[2] - r[0], r[3] - r[1]) + 1, 0)
+        drawn[None] += ti.select(visible, 1, 0)
 
 
 @ti.kernel
@@ -111,14 +92,10 @@ def read_sums(extent_sum: ti.template(), drawn: ti.template(), out: ti.types.nda
 
 
 @ti.kernel
-def tiles_per_face(rect: ti.types.ndarray(), ntiles: ti.types.ndarray(), T: ti.i32, L: ti.i32, N: ti.i32,
-                   F: ti.i32, C: ti.i32):
-    """ntiles[n·F + j] = the tiles (of side T, L = tile_shift(T)) that face j's rectangle reaches in view n."""
-    for n, c in ti.ndrange(N, (F + C - 1) // C):
-        for j in range(c * C, ti.min(c * C + C, F)):
-            r = rect[n, j]
-            ntiles[n * F + j] = ti.select(r[0] <= r[2], (tile_of(r[2], T, L) - tile_of(r[0], T, L) + 1)
-                                          * (tile_of(r[3], T, L) - tile_of(r[1], T, L) + 1), 0)
+def tiles_per_face(rect: ti.types.ndarray(), ntiles: ti.types.ndarray(), T: ti.i32, N: ti.i32, F: ti.i32):
+    for n, j in ti.ndrange(N, F):
+        r = rect[n, j]
+        ntiles[n * F + j] = ti.select(r[0] <= r[2], (r[2] // T - r[0] // T + 1) * (r[3] // T - r[1] // T + 1), 0)
 
 
 @ti.kernel
@@ -137,25 +114,17 @@ def exclusive_scan(count: ti.types.ndarray(), start: ti.types.ndarray(), n: ti.i
 
 @ti.kernel
 def expand(rect: ti.types.ndarray(), face_start: ti.types.ndarray(), entry_tile: ti.types.ndarray(),
-           entry_face: ti.types.ndarray(), entry_rank: ti.types.ndarray(), tile_count: ti.types.ndarray(),
-           T: ti.i32, L: ti.i32, TX: ti.i32, N: ti.i32, F: ti.i32, C: ti.i32, ranks: ti.template()):
-    """Entries face_start[i] … face_start[i + 1] − 1 are the tiles of face i (plain stores only).
-    ranks=True (the CPU backend only, loops.on_cpu) also does `count`'s work here.  It is a
-    compile-time switch: on Vulkan (lavapipe) an atomic in this loop broke the kernel even
-    where its branch was never taken (entries of a face's second tile row were not written)."""
-    for n, c in ti.ndrange(N, (F + C - 1) // C):
-        for j in range(c * C, ti.min(c * C + C, F)):
-            e = face_start[n * F + j]
-            if e < face_start[n * F + j + 1]:
-                r = rect[n, j]
-                for ty in range(tile_of(r[1], T, L), tile_of(r[3], T, L) + 1):
-                    for tx in range(tile_of(r[0], T, L), tile_of(r[2], T, L) + 1):
-                        t = (n * TX + ty) * TX + tx
-                        entry_tile[e] = t
-                        entry_face[e] = j
-                        if ti.static(ranks):
-                            entry_rank[e] = ti.atomic_add(tile_count[t], 1)
-                        e += 1
+           entry_face: ti.types.ndarray(), T: ti.i32, TX: ti.i32, N: ti.i32, F: ti.i32):
+    """Entries face_start[i] … face_start[i + 1] − 1 are the tiles of face i (plain stores only)."""
+    for n, j in ti.ndrange(N, F):
+        e = face_start[n * F + j]
+        if e < face_start[n * F + j + 1]:
+            r = rect[n, j]
+            for ty in range(r[1] // T, r[3] // T + 1):
+                for tx in range(r[0] // T, r[2] // T + 1):
+                    entry_tile[e] = (n * TX + ty) * TX + tx
+                    entry_face[e] = j
+                    e += 1
 
 
 @ti.kernel
@@ -242,7 +211,7 @@ class Bins:
         ws = self.ws
         self.N, self.F, self.S, self.V = N, F, S, V
         self.rect = ws.ndarray("rect", ti.types.vector(4, ti.i32), (N, F))
-        measure(proj, faces, self.rect, ws.extent_sum, ws.drawn, radius, S, N, F, V, loops.chunk(N * F))
+        measure(proj, faces, self.rect, ws.extent_sum, ws.drawn, radius, S, N, F, V)
         sums = np.zeros(2, dtype=np.int32)
         read_sums(ws.extent_sum, ws.drawn, sums)
         T = min(tile if tile != "auto" else heuristic(sums[0] / max(sums[1], 1)), S)
@@ -250,7 +219,7 @@ class Bins:
         self.face_start = ws.ndarray("face_start", ti.i32, (N * F + 1,))
         total = np.zeros(1, dtype=np.int32)
         while True:
-            tiles_per_face(self.rect, ntiles, T, tile_shift(T), N, F, loops.chunk(N * F))
+            tiles_per_face(self.rect, ntiles, T, N, F)
             exclusive_scan(ntiles, self.face_start, N * F, total)
             E = int(total[0])
             if E <= self.MAX_ENTRIES or T >= S:
@@ -259,14 +228,11 @@ class Bins:
         TX = -(-S // T)
         self.T, self.TX, self.entries = T, TX, E
         entry_tile, entry_rank, entry_face, self.tile_faces = ws.entries(E)
+        expand(self.rect, self.face_start, entry_tile, entry_face, T, TX, N, F)
         self.tile_count = ws.ndarray("tile_count", ti.i32, (N * TX * TX,))
         self.tile_offset = ws.ndarray("tile_offset", ti.i32, (N * TX * TX + 1,))
         self.tile_count.fill(0)
-        cpu = loops.on_cpu()
-        expand(self.rect, self.face_start, entry_tile, entry_face, entry_rank, self.tile_count, T, tile_shift(T),
-               TX, N, F, loops.chunk(N * F), cpu)
-        if not cpu:
-            count(entry_tile, self.tile_count, entry_rank, E)
+        count(entry_tile, self.tile_count, entry_rank, E)
         exclusive_scan(self.tile_count, self.tile_offset, N * TX * TX, total)
         fill(entry_tile, entry_face, entry_rank, self.tile_offset, self.tile_faces, E)
         order(self.tile_offset, self.tile_count, self.tile_faces, N * TX * TX)

@@ -11,7 +11,7 @@ the workspace's fields and ndarrays, so it compiles once per process (workspace.
 """
 import taichi as ti
 
-from . import aggregate, backend, binning, hard, lighting, loops, project, soft, soft_tiles
+from . import aggregate, backend, binning, hard, lighting, project, soft, soft_tiles
 
 
 def forward(ws, r, V, F, N, S):
@@ -56,14 +56,14 @@ def _soft(ws, r, V, F, N, S):
     b, rgb = ws.bins, not r.alpha_only
     cut, p_floor = soft.cutoffs(r.gamma, r.dist_eps, backend.current()[1])
     ws.setup = ws.ndarray("setup", ti.types.vector(soft.SETUP, float), (N, F))
-    soft.setup(ws.proj, ws.faces, b.rect, ws.setup, N, F, V, loops.chunk(N * F))
+    soft.setup(ws.proj, ws.faces, b.rect, ws.setup, N, F, V)
     args = (ws.setup, b.rect, ws.faces, ws.colors, ws.light, *b.lists(), ws.zmax, ws.den, ws.uncovered,
             ws.image, r.sigma, r.gamma, r.cull_d2, r.eps, r.near, r.far, cut, p_floor, *r.background, N, S,
-            b.T)
+            b.T, rgb)
     if backend.layout() == "gpu":
-        soft_tiles.forward(*args, rgb, soft_tiles.block_dim(b.T), *soft_tiles.staging(*backend.current()))
+        soft_tiles.forward(*args, soft_tiles.block_dim(b.T), *soft_tiles.staging(*backend.current()))
     else:
-        soft.forward(*args, binning.tile_shift(b.T), loops.chunk(N * S * S), rgb)
+        soft.forward(*args)
 
 
 @ti.ad.grad_for(_soft)

@@ -34,7 +34,7 @@ import math
 
 import taichi as ti
 
-from .binning import corners, in_rect, tile_of
+from .binning import corners, in_rect, tile_range
 from .probability import (LOGIT_CLAMP, clamped_det, clip_barycentric, cross2, is_inside, logit,
                           pixel_centre)
 
@@ -101,23 +101,20 @@ def pair_depth(w, inv_z, far, inv_range):
 
 @ti.kernel
 def setup(proj: ti.template(), faces: ti.template(), rect: ti.types.ndarray(), face: ti.types.ndarray(),
-          N: ti.i32, F: ti.i32, V: ti.i32, C: ti.i32):
-    """face[n, j] = the set-up record (SETUP) of face j in view n: corners, 1/det, 1/|edge|², 1/z'
-    (zero but the corners where it is not drawn); C faces per index (loops.chunk)."""
-    for n, k in ti.ndrange(N, (F + C - 1) // C):
-        for j in range(k * C, ti.min(k * C + C, F)):
-            _, a, b, c = corners(proj, faces, n, j, V)
-            r = rect[n, j]
-            inv_len2 = ti.Vector([0.0, 0.0, 0.0])
-            inv_z = ti.Vector([0.0, 0.0, 0.0])
-            inv_det = 0.0
-            if r[0] <= r[2]:  # drawn, so every z' > Z_MIN
-                inv_det = 1.0 / clamped_det(a.xy, b.xy, c.xy)
-                inv_len2 = 1.0 / ti.max(ti.Vector([(b - a).xy.norm_sqr(), (c - b).xy.norm_sqr(),
-                                                   (a - c).xy.norm_sqr()]), 1e-30)
-                inv_z = 1.0 / ti.Vector([a[2], b[2], c[2]])
-            face[n, j] = ti.Vector([a[0], a[1], b[0], b[1], c[0], c[1], inv_det, inv_len2[0], inv_len2[1],
-                                    inv_len2[2], inv_z[0], inv_z[1], inv_z[2]])
+          N: ti.i32, F: ti.i32, V: ti.i32):
+    for n, j in ti.ndrange(N, F):
+        _, a, b, c = corners(proj, faces, n, j, V)
+        r = rect[n, j]
+        inv_len2 = ti.Vector([0.0, 0.0, 0.0])
+        inv_z = ti.Vector([0.0, 0.0, 0.0])
+        inv_det = 0.0
+        if r[0] <= r[2]:  # drawn, so every z' > Z_MIN
+            inv_det = 1.0 / clamped_det(a.xy, b.xy, c.xy)
+            inv_len2 = 1.0 / ti.max(ti.Vector([(b - a).xy.norm_sqr(), (c - b).xy.norm_sqr(),
+                                               (a - c).xy.norm_sqr()]), 1e-30)
+            inv_z = 1.0 / ti.Vector([a[2], b[2], c[2]])
+        face[n, j] = ti.Vector([a[0], a[1], b[0], b[1], c[0], c[1], inv_det, inv_len2[0], inv_len2[1],
+                                inv_len2[2], inv_z[0], inv_z[1], inv_z[2]])
 
 
 @ti.func
@@ -161,37 +158,32 @@ def forward(face: ti.types.ndarray(), rect: ti.types.ndarray(), faces: ti.templa
             tile_faces: ti.types.ndarray(), zmax: ti.template(), den: ti.template(),
             uncovered: ti.template(), image: ti.template(), sigma: float, gamma: float, thr: float,
             eps: float, near: float, far: float, cut: float, p_floor: float, br: float, bg: float,
-            bb: float, N: ti.i32, S: ti.i32, T: ti.i32, L: ti.i32, C: ti.i32, rgb: ti.template()):
+            bb: float, N: ti.i32, S: ti.i32, T: ti.i32, rgb: ti.template()):
     """image = (Σ e_j C_j + e_b C_b) / Δ and A = 1 − P;  keeps m, Δ, P for the backward.
-    rgb=False (the silhouette renderer): only A = 1 − Π(1 − D_j), stopping once P < p_floor.
-    One index per run of C pixels of a row (loops.chunk); L = binning.tile_shift(T)."""
+    rgb=False (the silhouette renderer): only A = 1 − Π(1 − D_j), stopping once P < p_floor."""
     inv_gamma, inv_range = 1.0 / gamma, 1.0 / (far - near)
-    TX = (S + T - 1) // T
-    for n, y, c in ti.ndrange(N, S, (S + C - 1) // C):
-        row = (n * TX + tile_of(y, T, L)) * TX
-        for x in range(c * C, ti.min(c * C + C, S)):
-            p = pixel_centre(x, y, S)
-            i = (n * S + y) * S + x
-            t = row + tile_of(x, T, L)
-            start, count = tile_offset[t], tile_count[t]
-            m, ws, P = eps, 0.0, 1.0
-            cs = ti.Vector([0.0, 0.0, 0.0])
-            for k in range(count):
-                j = tile_faces[start + k]
-                m, ws, cs, P = add_pair(x, y, p, face[n, j], rect[n, j], j, faces, colors, light, m, ws, cs, P,
-                                        sigma, thr, near, far, cut, p_floor, inv_gamma, inv_range, rgb)
-                if ti.static(not rgb):
-                    if P < p_floor:  # A = 1 to rounding: the other faces cannot change it
-                        break
-            uncovered[i] = P
-            if ti.static(rgb):
-                eb = ti.exp((eps - m) * inv_gamma)
-                d = ws + eb
-                zmax[i] = m
-                den[i] = d
-                image[i] = ti.Vector([(cs[0] + eb * br) / d, (cs[1] + eb * bg) / d, (cs[2] + eb * bb) / d, 1.0 - P])
-            else:
-                image[i][3] = 1.0 - P
+    for n, y, x in ti.ndrange(N, S, S):
+        p = pixel_centre(x, y, S)
+        i = (n * S + y) * S + x
+        start, count = tile_range(tile_offset, tile_count, n, y, x, S, T)
+        m, ws, P = eps, 0.0, 1.0
+        cs = ti.Vector([0.0, 0.0, 0.0])
+        for k in range(count):
+            j = tile_faces[start + k]
+            m, ws, cs, P = add_pair(x, y, p, face[n, j], rect[n, j], j, faces, colors, light, m, ws, cs, P,
+                                    sigma, thr, near, far, cut, p_floor, inv_gamma, inv_range, rgb)
+            if ti.static(not rgb):
+                if P < p_floor:  # A = 1 to rounding: the other faces cannot change it
+                    break
+        uncovered[i] = P
+        if ti.static(rgb):
+            eb = ti.exp((eps - m) * inv_gamma)
+            d = ws + eb
+            zmax[i] = m
+            den[i] = d
+            image[i] = ti.Vector([(cs[0] + eb * br) / d, (cs[1] + eb * bg) / d, (cs[2] + eb * bb) / d, 1.0 - P])
+        else:
+            image[i][3] = 1.0 - P
 
 
 @ti.kernel
