@@ -4,25 +4,9 @@ second fit of the same sizes compiles nothing and computes what a fresh one comp
 import numpy as np
 import pytest
 import taichi as ti
-from taichi.lang import kernel_impl
-
 import softras_taichi as sr
 from softras_taichi import fields, fit
-
-
-@pytest.fixture
-def compiled(monkeypatch):
-    names = []
-    original = kernel_impl.Kernel.materialize
-
-    def materialize(self, key=None, args=None, arg_features=None):
-        new = key not in self.compiled_kernels
-        original(self, key, args, arg_features)
-        if new:
-            names.append(self.func.__name__)
-
-    monkeypatch.setattr(kernel_impl.Kernel, "materialize", materialize)
-    return names
+from test_compile_once import compiled  # noqa: F401  (the fixture counting new kernels)
 
 
 def test_a_borrowed_field_comes_back_zeroed_and_outside_a_block_fields_are_fresh():
@@ -73,11 +57,12 @@ def test_a_second_reconstruction_compiles_nothing_and_matches_a_fresh_one(compil
     compiled.clear()
     third = fit.reconstruct(images, cams, held, held_cams, **kw)
     assert not compiled, f"a repeated fit compiled {compiled}"
-    # the same result: stale optimiser moments or offsets from the fit before would move
-    # every vertex from the first step on
-    assert np.allclose(third.mesh.vertices, first.mesh.vertices, atol=1e-5)
-    assert np.allclose(third.mesh.colors, first.mesh.colors, atol=1e-5)
-    assert np.allclose(third.history["loss"], first.history["loss"], rtol=1e-5)
+    # the same result up to the order of float32 atomic sums (~2e-5 here after 8 steps):
+    # stale optimiser moments or offsets from the fit before move vertices by ~1e-2
+    moved = np.abs(third.mesh.vertices - first.mesh.vertices).max()
+    assert moved < 5e-4, f"a borrowed-field fit differs from a fresh one by {moved:.1e}"
+    assert np.abs(third.mesh.colors - first.mesh.colors).max() < 5e-4
+    assert np.allclose(third.history["loss"], first.history["loss"], rtol=1e-3)
 
 
 def test_a_second_pose_fit_compiles_nothing_and_matches_a_fresh_one(compiled):
@@ -89,5 +74,6 @@ def test_a_second_pose_fit_compiles_nothing_and_matches_a_fresh_one(compiled):
     compiled.clear()
     third = fit.fit_pose(mesh, target, cam, iterations=8)
     assert not compiled, f"a repeated pose fit compiled {compiled}"
-    assert np.allclose(third.rotation, first.rotation, atol=1e-6)
-    assert np.allclose(third.loss, first.loss, rtol=1e-5)
+    turned = np.abs(third.rotation - first.rotation).max()
+    assert turned < 1e-4, f"a borrowed-field pose fit differs from a fresh one by {turned:.1e} rad"
+    assert np.allclose(third.loss, first.loss, rtol=1e-3)
