@@ -34,7 +34,7 @@ def _key(n, dtype, shape, needs_grad):
         dtype = cfg.default_fp
     elif dtype is int:
         dtype = cfg.default_ip
-    shape = () if shape == () else tuple(int(s) for s in (shape if isinstance(shape, (tuple, list)) else (shape,)))
+    shape = tuple(int(s) for s in (shape if isinstance(shape, (tuple, list)) else (shape,)))
     return n, dtype, shape, bool(needs_grad)
 
 
@@ -73,15 +73,13 @@ def vector(n, dtype, shape, needs_grad=False):
 def borrowed():
     """Fields made in this block come from the pool and return to it when the block ends."""
     backend.ensure_init()
-    generation = backend.generation()
     _open.append([])
     try:
         yield
     finally:
-        lent = _open.pop()
-        if backend.generation() == generation:  # sr.init() in the block freed them all
-            for key, f in reversed(lent):  # so the next job pops them in the order this one made them,
-                _free[key].append(f)       # and each kernel meets the same fields as before
+        # (sr.init() in the block emptied the list of what the old program lent: _release_all)
+        for key, f in reversed(_open.pop()):  # so the next job pops them in the order this one
+            _free[key].append(f)              # made them, and each kernel meets the same fields
 
 
 def borrowing(fn):
@@ -98,7 +96,7 @@ def pooled():
     return sum(len(v) for v in _free.values())
 
 
-def _release_all():
+def _release_all():  # before ti.reset frees every field
     _free.clear()
     for lent in _open:
         lent.clear()
