@@ -22,13 +22,13 @@ from .probability import (clip_barycentric, depth, face_at_pixel, log1m_sigmoid,
 def shift(proj: ti.template(), faces: ti.template(), tile_offset: ti.types.ndarray(),
           tile_count: ti.types.ndarray(), tile_faces: ti.types.ndarray(), zmax: ti.template(),
           wsum: ti.template(), csum: ti.template(), logsum: ti.template(),
-          thr: float, eps: float, near: float, far: float, N: ti.i32, S: ti.i32, T: ti.i32, V: ti.i32):
+          thr: float, eps: float, near: float, far: float, N: ti.i32, S: ti.i32, T: ti.i32, H: ti.i32, V: ti.i32):
     """zmax = max(ε, max_j ẑ_j) over the faces that reach the pixel; zero the sums.
     (Per-pixel arrays are flat: pixel (n, y, x) is entry (n·S + y)·S + x.)"""
     for n, y, x in ti.ndrange(N, S, S):
         p = pixel_centre(x, y, S)
         i = (n * S + y) * S + x
-        start, count = tile_range(tile_offset, tile_count, n, y, x, S, T)
+        start, count = tile_range(tile_offset, tile_count, n, y, x, S, T, H)
         m = eps
         for k in range(count):
             _, a, b, c, w, inside, d2 = face_at_pixel(proj, faces, n, tile_faces[start + k], p, V)
@@ -47,12 +47,12 @@ def accumulate(proj: ti.template(), faces: ti.template(), colors: ti.template(),
                light: ti.template(), tile_offset: ti.types.ndarray(), tile_count: ti.types.ndarray(),
                tile_faces: ti.types.ndarray(), zmax: ti.template(), wsum: ti.template(),
                csum: ti.template(), logsum: ti.template(), sigma: float, gamma: float,
-               thr: float, near: float, far: float, N: ti.i32, S: ti.i32, T: ti.i32, V: ti.i32):
+               thr: float, near: float, far: float, N: ti.i32, S: ti.i32, T: ti.i32, H: ti.i32, V: ti.i32):
     """logsum += log(1 − D_j);  wsum += D_j e_j;  csum += D_j e_j C_j."""
     for n, y, x in ti.ndrange(N, S, S):
         p = pixel_centre(x, y, S)
         i = (n * S + y) * S + x
-        start, count = tile_range(tile_offset, tile_count, n, y, x, S, T)
+        start, count = tile_range(tile_offset, tile_count, n, y, x, S, T, H)
         m = zmax[i]
         for k in range(count):
             j = tile_faces[start + k]

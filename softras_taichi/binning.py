@@ -8,7 +8,8 @@ tile's list, so the cost follows the (pixel, face) pairs that matter, not
 pixels × faces.
 
 Nothing is ever dropped: the list buffer grows to whatever the count pass asks
-for.  "Dense" rendering is the same code with one tile per view (T = S).
+for.  "Dense" rendering is the same code with one tile per view (T = S).  Tiles may be wider
+than high (T × H pixels): the CPU's soft pass wants rows of 8 pixels (soft.py).
 
 Everything here is an ndarray of the workspace (compiled once whatever its size).  The
 prefix sums run on the device in one thread (`exclusive_scan`): on the CPU that costs
@@ -58,10 +59,11 @@ def face_rect(proj, faces, n, j, radius, S, V):
 
 
 @ti.func
-def tile_range(bins_offset: ti.template(), bins_count: ti.template(), n, y, x, S, T):
-    """(start, length) of the face list of the tile holding pixel (row y, column x) of view n."""
-    TX = (S + T - 1) // T
-    t = (n * TX + y // T) * TX + x // T
+def tile_range(bins_offset: ti.template(), bins_count: ti.template(), n, y, x, S, T, H):
+    """(start, length) of the face list of the tile holding pixel (row y, column x) of view n;
+    tiles are T pixels wide and H high."""
+    TX, TY = (S + T - 1) // T, (S + H - 1) // H
+    t = (n * TY + y // H) * TX + x // T
     return bins_offset[t], bins_count[t]
 
 
@@ -92,10 +94,11 @@ def read_sums(extent_sum: ti.template(), drawn: ti.template(), out: ti.types.nda
 
 
 @ti.kernel
-def tiles_per_face(rect: ti.types.ndarray(), ntiles: ti.types.ndarray(), T: ti.i32, N: ti.i32, F: ti.i32):
+def tiles_per_face(rect: ti.types.ndarray(), ntiles: ti.types.ndarray(), T: ti.i32, H: ti.i32, N: ti.i32,
+                   F: ti.i32):
     for n, j in ti.ndrange(N, F):
         r = rect[n, j]
-        ntiles[n * F + j] = ti.select(r[0] <= r[2], (r[2] // T - r[0] // T + 1) * (r[3] // T - r[1] // T + 1), 0)
+        ntiles[n * F + j] = ti.select(r[0] <= r[2], (r[2] // T - r[0] // T + 1) * (r[3] // H - r[1] // H + 1), 0)
 
 
 @ti.kernel
@@ -114,15 +117,16 @@ def exclusive_scan(count: ti.types.ndarray(), start: ti.types.ndarray(), n: ti.i
 
 @ti.kernel
 def expand(rect: ti.types.ndarray(), face_start: ti.types.ndarray(), entry_tile: ti.types.ndarray(),
-           entry_face: ti.types.ndarray(), T: ti.i32, TX: ti.i32, N: ti.i32, F: ti.i32):
+           entry_face: ti.types.ndarray(), T: ti.i32, H: ti.i32, TX: ti.i32, TY: ti.i32, N: ti.i32,
+           F: ti.i32):
     """Entries face_start[i] … face_start[i + 1] − 1 are the tiles of face i (plain stores only)."""
     for n, j in ti.ndrange(N, F):
         e = face_start[n * F + j]
         if e < face_start[n * F + j + 1]:
             r = rect[n, j]
-            for ty in range(r[1] // T, r[3] // T + 1):
+            for ty in range(r[1] // H, r[3] // H + 1):
                 for tx in range(r[0] // T, r[2] // T + 1):
-                    entry_tile[e] = (n * TX + ty) * TX + tx
+                    entry_tile[e] = (n * TY + ty) * TX + tx
                     entry_face[e] = j
                     e += 1
 
@@ -166,11 +170,11 @@ def order(tile_offset: ti.types.ndarray(), tile_count: ti.types.ndarray(), tile_
 def count_pairs(proj: ti.template(), faces: ti.template(), rect: ti.types.ndarray(),
                 tile_offset: ti.types.ndarray(), tile_count: ti.types.ndarray(),
                 tile_faces: ti.types.ndarray(), counts: ti.types.ndarray(), thr: float,
-                N: ti.i32, S: ti.i32, T: ti.i32, V: ti.i32):
+                N: ti.i32, S: ti.i32, T: ti.i32, H: ti.i32, V: ti.i32):
     """counts = (pairs in the tile lists, pairs inside a face's rectangle, pairs within the
     culling radius): what the fine pass visits, tests and computes."""
     for n, y, x in ti.ndrange(N, S, S):
-        start, listed = tile_range(tile_offset, tile_count, n, y, x, S, T)
+        start, listed = tile_range(tile_offset, tile_count, n, y, x, S, T, H)
         tested, within = 0, 0
         for k in range(listed):
             j = tile_faces[start + k]
@@ -195,61 +199,69 @@ def auto_tile(mean_extent):
 
 
 class Bins:
-    """Per-view tile lists (ndarrays of the workspace): the faces of tile t are
-    tile_faces[tile_offset[t] : tile_offset[t] + tile_count[t]], t = (n·TX + ty)·TX + tx."""
+    """Per-view tile lists (ndarrays of the workspace): tiles are T pixels wide and H high,
+    TX × TY per view, and the faces of tile t are
+    tile_faces[tile_offset[t] : tile_offset[t] + tile_count[t]], t = (n·TY + ty)·TX + tx."""
 
-    # Above this many (tile, face) entries we double the tile side, up to one tile
-    # per view, whose lists hold each face once: memory stays O(views × faces).
+    # Above this many (tile, face) entries we double the tile, up to one tile per view,
+    # whose lists hold each face once: memory stays O(views × faces).
     MAX_ENTRIES = 1 << 25
 
     def __init__(self, ws):
         self.ws = ws
         self.N = self.F = self.S = 0
-        self.T, self.TX, self.entries = 1, 1, 0
+        self.T, self.H, self.TX, self.TY, self.entries = 1, 1, 1, 1, 0
 
-    def build(self, proj, faces, radius, N, F, S, V, tile="auto", heuristic=auto_tile):
+    def build(self, proj, faces, radius, N, F, S, V, tile="auto", heuristic=auto_tile, row=1):
+        """`tile`: "auto" asks `heuristic(mean extent)` for a side or a (width, height); an int
+        forces tiles of that side.  Widths are rounded up to a multiple of `row` (the CPU's
+        soft pass gives a thread a row of 8 pixels, which must share one list)."""
         ws = self.ws
         self.N, self.F, self.S, self.V = N, F, S, V
         self.rect = ws.ndarray("rect", ti.types.vector(4, ti.i32), (N, F))
         measure(proj, faces, self.rect, ws.extent_sum, ws.drawn, radius, S, N, F, V)
         sums = np.zeros(2, dtype=np.int32)
         read_sums(ws.extent_sum, ws.drawn, sums)
-        T = min(tile if tile != "auto" else heuristic(sums[0] / max(sums[1], 1)), S)
+        shape = tile if tile != "auto" else heuristic(sums[0] / max(sums[1], 1))
+        T, H = (shape, shape) if np.isscalar(shape) else shape
+        T, H = min(-(-int(T) // row) * row, S), min(int(H), S)
         ntiles = ws.ndarray("ntiles", ti.i32, (N * F,))
         self.face_start = ws.ndarray("face_start", ti.i32, (N * F + 1,))
         total = np.zeros(1, dtype=np.int32)
         while True:
-            tiles_per_face(self.rect, ntiles, T, N, F)
+            tiles_per_face(self.rect, ntiles, T, H, N, F)
             exclusive_scan(ntiles, self.face_start, N * F, total)
             E = int(total[0])
-            if E <= self.MAX_ENTRIES or T >= S:
+            if E <= self.MAX_ENTRIES or (T >= S and H >= S):
                 break
-            T = min(2 * T, S)
-        TX = -(-S // T)
-        self.T, self.TX, self.entries = T, TX, E
+            T, H = min(2 * T, S), min(2 * H, S)
+        TX, TY = -(-S // T), -(-S // H)
+        self.T, self.H, self.TX, self.TY, self.entries = T, H, TX, TY, E
         entry_tile, entry_rank, entry_face, self.tile_faces = ws.entries(E)
-        expand(self.rect, self.face_start, entry_tile, entry_face, T, TX, N, F)
-        self.tile_count = ws.ndarray("tile_count", ti.i32, (N * TX * TX,))
-        self.tile_offset = ws.ndarray("tile_offset", ti.i32, (N * TX * TX + 1,))
+        expand(self.rect, self.face_start, entry_tile, entry_face, T, H, TX, TY, N, F)
+        self.tile_count = ws.ndarray("tile_count", ti.i32, (N * TX * TY,))
+        self.tile_offset = ws.ndarray("tile_offset", ti.i32, (N * TX * TY + 1,))
         self.tile_count.fill(0)
         count(entry_tile, self.tile_count, entry_rank, E)
-        exclusive_scan(self.tile_count, self.tile_offset, N * TX * TX, total)
+        exclusive_scan(self.tile_count, self.tile_offset, N * TX * TY, total)
         fill(entry_tile, entry_face, entry_rank, self.tile_offset, self.tile_faces, E)
-        order(self.tile_offset, self.tile_count, self.tile_faces, N * TX * TX)
+        order(self.tile_offset, self.tile_count, self.tile_faces, N * TX * TY)
 
     def lists(self):
         """(tile_offset, tile_count, tile_faces): what every fine pass reads."""
         return self.tile_offset, self.tile_count, self.tile_faces
 
     def stats(self, proj=None, faces=None, thr=None):
-        """Tile side and list sizes; with the projected mesh and the culling d² also the
-        (pixel, face) pairs: listed (visited), in_rect (tested), within (computed)."""
+        """Tile width ("tile"), height ("tile_rows") and list sizes; with the projected mesh and
+        the culling d² also the (pixel, face) pairs: listed (visited), in_rect (tested), within
+        (computed)."""
         counts = self.tile_count.to_numpy()
-        out = {"tile": self.T, "entries": self.entries, "max_per_tile": int(counts.max(initial=0)),
+        out = {"tile": self.T, "tile_rows": self.H, "entries": self.entries,
+               "max_per_tile": int(counts.max(initial=0)),
                "mean_per_tile": float(counts.mean()) if counts.size else 0.0}
         if proj is not None:
             pairs = np.zeros(3, dtype=np.int64)
             count_pairs(proj, faces, self.rect, self.tile_offset, self.tile_count, self.tile_faces,
-                        pairs, thr, self.N, self.S, self.T, self.V)
+                        pairs, thr, self.N, self.S, self.T, self.H, self.V)
             out.update(zip(("listed", "in_rect", "within"), (int(v) for v in pairs)))
         return out

@@ -19,10 +19,10 @@ from .probability import barycentric, clip_barycentric, depth, is_inside, pixel_
 def zbuffer(proj: ti.template(), faces: ti.template(), tile_offset: ti.types.ndarray(),
             tile_count: ti.types.ndarray(), tile_faces: ti.types.ndarray(), nearest: ti.template(),
             coverage: ti.template(), eps: float, near: float, far: float,
-            N: ti.i32, S: ti.i32, T: ti.i32, V: ti.i32):
+            N: ti.i32, S: ti.i32, T: ti.i32, H: ti.i32, V: ti.i32):
     for n, y, x in ti.ndrange(N, S, S):
         p = pixel_centre(x, y, S)
-        start, count = tile_range(tile_offset, tile_count, n, y, x, S, T)
+        start, count = tile_range(tile_offset, tile_count, n, y, x, S, T, H)
         best, best_z, covered = -1, eps, 0
         for k in range(count):
             j = tile_faces[start + k]

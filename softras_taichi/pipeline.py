@@ -29,21 +29,21 @@ def forward(ws, r, V, F, N, S):
         stage(lighting.face_light, ws.world, ws.faces, ws.light, r.ambient, r.directional,
               *r.light_direction, F)
     b = ws.bins
-    heuristic = soft_tiles.gpu_tile if backend.layout() == "gpu" else binning.auto_tile
-    ti.ad.no_grad(b.build)(ws.proj, ws.faces, r.cull_radius, N, F, S, V, r.tile, heuristic)
+    heuristic, row = (soft_tiles.gpu_tile, 1) if backend.layout() == "gpu" else (soft.cpu_tile, soft.LANES)
+    ti.ad.no_grad(b.build)(ws.proj, ws.faces, r.cull_radius, N, F, S, V, r.tile, heuristic, row)
     lists = b.lists()
     if r.soft and not r.autodiff:
         stage(_soft, ws, r, V, F, N, S)
     elif r.soft:
         sums = (ws.zmax, ws.wsum, ws.csum, ws.logsum)
         ti.ad.no_grad(aggregate.shift)(ws.proj, ws.faces, *lists, *sums, r.cull_d2, r.eps, r.near,
-                                       r.far, N, S, b.T, V)
+                                       r.far, N, S, b.T, b.H, V)
         stage(aggregate.accumulate, ws.proj, ws.faces, ws.colors, ws.light, *lists, *sums, r.sigma,
-              r.gamma, r.cull_d2, r.near, r.far, N, S, b.T, V)
+              r.gamma, r.cull_d2, r.near, r.far, N, S, b.T, b.H, V)
         stage(aggregate.resolve, *sums, ws.image, r.gamma, r.eps, *r.background, N * S * S)
     else:
         ti.ad.no_grad(hard.zbuffer)(ws.proj, ws.faces, *lists, ws.nearest, ws.coverage, r.eps, r.near,
-                                    r.far, N, S, b.T, V)
+                                    r.far, N, S, b.T, b.H, V)
         stage(hard.shade, ws.proj, ws.faces, ws.colors, ws.light, ws.nearest, ws.coverage, ws.image,
               *r.background, N, S, V)
 
@@ -59,11 +59,11 @@ def _soft(ws, r, V, F, N, S):
     soft.setup(ws.proj, ws.faces, b.rect, ws.setup, N, F, V)
     args = (ws.setup, b.rect, ws.faces, ws.colors, ws.light, *b.lists(), ws.zmax, ws.den, ws.uncovered,
             ws.image, r.sigma, r.gamma, r.cull_d2, r.eps, r.near, r.far, cut, p_floor, *r.background, N, S,
-            b.T, rgb)
+            b.T)
     if backend.layout() == "gpu":
-        soft_tiles.forward(*args, soft_tiles.block_dim(b.T), *soft_tiles.staging(*backend.current()))
+        soft_tiles.forward(*args, rgb, soft_tiles.block_dim(b.T), *soft_tiles.staging(*backend.current()))
     else:
-        soft.forward(*args)
+        soft.forward(*args, b.H, rgb, soft.LANES)
 
 
 @ti.ad.grad_for(_soft)
@@ -78,4 +78,4 @@ def _soft_grad(ws, r, V, F, N, S):
                             V, rgb)
     else:
         soft.backward(ws.proj, ws.faces, ws.colors, ws.light, ws.setup, b.rect, ws.adjoint, r.sigma,
-                      r.gamma, r.cull_d2, r.near, r.far, cut, N, S, F, V, rgb)
+                      r.gamma, r.cull_d2, r.near, r.far, cut, N, S, F, V, rgb, soft.LANES)

@@ -11,9 +11,11 @@ forward  (pixel-major)   one pass over the tile's faces with an *online* max-shi
          when a nearer face raises m, the running sums are rescaled by
          exp((m_old − m_new)/γ).  Locals carry the sums, so nothing is atomic.
          1 − D = 1/(1 + eˢ) gives D and the silhouette product from one exp.
+         A thread owns a row of LANES = 8 pixels of one tile.
 backward (face-major)    one thread per (view, face) walks the pixels its culling
-         rectangle covers, adds up dL/d(corners), dL/d(colours), dL/d(light) in
-         registers and writes them once.  With image gradients g = (g_rgb, g_A):
+         rectangle covers, 8 at a time, adds up dL/d(corners), dL/d(colours),
+         dL/d(light) in registers and writes them once.  With image gradients
+         g = (g_rgb, g_A):
 
     A = 1 − P,  P = Π(1 − D_j)          ∂L/∂s_j += g_A · P · D_j
     I = (Σ e_j C_j + e_b C_b) / Δ        ∂L/∂e_j  = g_rgb · (C_j − I) / Δ
@@ -25,6 +27,11 @@ then through s = δ d²/σ, d² (closest edge), w̃ (clamped barycentrics) and
 z = 1/Σ w̃_k/z'_k to the projected corners.  A custom backward is not
 differentiated by Taichi, so its loops may carry locals freely (docs/architecture.md, "Rules every kernel follows").
 
+The per-pair steps (add_pair, pair_grad) have no branches: whether a pair counts is a
+mask applied with ti.select, and `exp` is plain arithmetic, so LLVM's loop vectoriser
+turns each loop over a thread's 8 pixels into AVX2 code (docs/architecture.md, "The CPU
+soft pass"); the GPU layout (soft_tiles.py) runs the same steps one pixel per thread.
+
 Pairs that cannot change the result at this precision are skipped (`cutoffs`): the
 colour of a face far behind the pixel's nearest one, and the silhouette term of a pixel
 whose P already fell below rounding (inside a closed mesh, the back faces cost
@@ -33,10 +40,14 @@ almost nothing).
 import math
 
 import taichi as ti
+from taichi.lang import impl
 
-from .binning import corners, in_rect, tile_range
+from .binning import auto_tile, corners, in_rect, tile_range
 from .probability import (LOGIT_CLAMP, clamped_det, clip_barycentric, cross2, is_inside, logit,
                           pixel_centre)
+
+# Pixels per thread on the CPU: one tile row of 8 (an AVX2 register of float32).
+LANES = 8
 
 
 # The per-(view, face) set-up record: corners a, b, c (2-D), 1/det, 1/|edge|² (ab, bc, ca),
@@ -57,6 +68,47 @@ def cutoffs(gamma, dist_eps, precision):
     the backward treats the pixel's silhouette gradient as 0."""
     u = 2.0 ** -53 if precision == "f64" else 2.0 ** -24
     return gamma * math.log(1e4 / (u * dist_eps)), u * dist_eps
+
+
+def cpu_tile(mean_extent):
+    """(width, height) of the CPU's tiles: auto_tile's side, but at least LANES wide, so that
+    a thread's row of pixels shares one face list."""
+    h = auto_tile(mean_extent)
+    return max(LANES, h), h
+
+
+# e^x = 2^k e^r, x = k ln2 + r, |r| ≤ ln2/2, with ln2 in two parts (Cody and Waite) and e^r
+# by Cephes' expf polynomial.
+_LOG2E, _LN2_HI, _LN2_LO = 1.4426950408889634, 0.693359375, -2.12194440e-4
+_EXP_POLY = (1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2, 1.6666665459e-1,
+             5.0000001201e-1)
+
+
+@ti.func
+def exp(x):
+    """e^x in plain arithmetic, so that a loop over pixels vectorises (ti.exp calls the C
+    library's expf, which stops LLVM's vectoriser).  Float32: within 2 ulp of e^x for
+    x ≥ −87 and 0 below (tests/test_soft_backward.py measures it); float64: ti.exp."""
+    result = x
+    if ti.static(impl.current_cfg().default_fp == ti.f64):
+        result = ti.exp(x)
+    else:
+        xc = ti.math.clamp(x, -87.0, 88.0)
+        k = ti.floor(xc * _LOG2E + 0.5)
+        # x − k·ln2_hi is exact.  Taichi compiles with fast-math, whose reassociation would
+        # fold the two subtractions into x − k·(ln2_hi + ln2_lo) and lose the point of the
+        # split (68 ulp, measured); an OR with a flag that is 0 unless x is inf or NaN hides
+        # the exact part from it.
+        bits = ti.bit_cast(x, ti.i32)
+        flag = ti.select((bits & 0x7F800000) == 0x7F800000, 1, 0)
+        hi = ti.bit_cast(ti.bit_cast(xc - k * _LN2_HI, ti.i32) | flag, ti.f32)
+        r = hi - k * _LN2_LO
+        poly = _EXP_POLY[0]
+        for i in ti.static(range(1, len(_EXP_POLY))):
+            poly = poly * r + _EXP_POLY[i]
+        er = poly * r * r + r + 1.0
+        result = ti.select(x < -87.0, 0.0, er * ti.bit_cast((ti.cast(k, ti.i32) + 127) << 23, ti.f32))
+    return result
 
 
 @ti.func
@@ -121,35 +173,26 @@ def setup(proj: ti.template(), faces: ti.template(), rect: ti.types.ndarray(), f
 def add_pair(x, y, p, rec, rr, j, faces, colors, light, m, ws, cs, P, sigma, thr, near, far, cut,
              p_floor, inv_gamma, inv_range, rgb: ti.template()):
     """One (pixel, face) pair into a pixel's running (m, Δ − e_b, Σ e C, P): the step of
-    both forward layouts (this file's and soft_tiles.py's)."""
-    if in_rect(x, y, rr):
-        a, b, c, inv_det, inv_len2, inv_z = unpack(rec)
-        w, inside, _, _, d2 = pair(p, a, b, c, inv_det, inv_len2)
-        if inside | (d2 < thr):
-            if ti.static(rgb):
-                wc, z, zn = pair_depth(w, inv_z, far, inv_range)
-                colour = (z >= near) & (z <= far) & (zn > m - cut)
-                silhouette = P >= p_floor
-                if colour | silhouette:
-                    t = ti.exp(logit(d2, inside, sigma))
-                    q = 1.0 / (1.0 + t)  # 1 − D, with D = sigmoid(s) = t q
-                    if silhouette:
-                        P *= q
-                    if colour:
-                        if zn > m:  # a nearer face: move the shift, rescale what we have
-                            scale = ti.exp((m - zn) * inv_gamma)
-                            ws *= scale
-                            cs *= scale
-                            m = zn
-                        e = t * q * ti.exp((zn - m) * inv_gamma)
-                        f = faces[j]
-                        ws += e
-                        cs += e * light[j] * (wc[0] * colors[f[0]] + wc[1] * colors[f[1]]
-                                              + wc[2] * colors[f[2]])
-            elif P >= p_floor:  # below it A = 1 to rounding (cutoffs); no break: the block syncs
-                P *= 1.0 / (1.0 + ti.exp(logit(d2, inside, sigma)))
-    return m, ws, cs, P
-
+    both forward layouts (this file's and soft_tiles.py's).  No branches: a pair that does
+    not count changes nothing through ti.select, so that a loop over a row of pixels
+    vectorises (what is computed and discarded stays finite or is selected away)."""
+    a, b, c, inv_det, inv_len2, inv_z = unpack(rec)
+    w, inside, _, _, d2 = pair(p, a, b, c, inv_det, inv_len2)
+    hit = in_rect(x, y, rr) & (inside | (d2 < thr))
+    t = exp(logit(d2, inside, sigma))
+    q = 1.0 / (1.0 + t)  # 1 − D, with D = sigmoid(s) = t q
+    P_out = ti.select(hit & (P >= p_floor), P * q, P)  # below p_floor A = 1 to rounding (cutoffs)
+    if ti.static(rgb):
+        wc, z, zn = pair_depth(w, inv_z, far, inv_range)
+        colour = hit & (z >= near) & (z <= far) & (zn > m - cut)
+        m_new = ti.select(colour & (zn > m), zn, m)  # a nearer face moves the shift:
+        scale = exp((m - m_new) * inv_gamma)  # rescale what we have (1 when it stays)
+        e = ti.select(colour, t * q * exp((zn - m_new) * inv_gamma), 0.0)
+        f = faces[j]
+        ws = ws * scale + e
+        cs = cs * scale + e * light[j] * (wc[0] * colors[f[0]] + wc[1] * colors[f[1]] + wc[2] * colors[f[2]])
+        m = m_new
+    return m, ws, cs, P_out
 
 
 @ti.kernel
@@ -158,32 +201,50 @@ def forward(face: ti.types.ndarray(), rect: ti.types.ndarray(), faces: ti.templa
             tile_faces: ti.types.ndarray(), zmax: ti.template(), den: ti.template(),
             uncovered: ti.template(), image: ti.template(), sigma: float, gamma: float, thr: float,
             eps: float, near: float, far: float, cut: float, p_floor: float, br: float, bg: float,
-            bb: float, N: ti.i32, S: ti.i32, T: ti.i32, rgb: ti.template()):
+            bb: float, N: ti.i32, S: ti.i32, T: ti.i32, H: ti.i32, rgb: ti.template(), L: ti.template()):
     """image = (Σ e_j C_j + e_b C_b) / Δ and A = 1 − P;  keeps m, Δ, P for the backward.
-    rgb=False (the silhouette renderer): only A = 1 − Π(1 − D_j), stopping once P < p_floor."""
+    rgb=False (the silhouette renderer): only A = 1 − Π(1 − D_j), stopping once P < p_floor.
+    A thread owns L pixels of a tile row (x0 … x0 + L − 1, in one tile: T is a multiple of L
+    or the whole view, binning's `row`), walks
+    the tile's list once and runs add_pair for each of its pixels; the per-pixel sums are
+    local vectors indexed by the lane, and LLVM turns that lane loop into SIMD."""
     inv_gamma, inv_range = 1.0 / gamma, 1.0 / (far - near)
-    for n, y, x in ti.ndrange(N, S, S):
-        p = pixel_centre(x, y, S)
-        i = (n * S + y) * S + x
-        start, count = tile_range(tile_offset, tile_count, n, y, x, S, T)
-        m, ws, P = eps, 0.0, 1.0
-        cs = ti.Vector([0.0, 0.0, 0.0])
+    for n, y, xq in ti.ndrange(N, S, (S + L - 1) // L):
+        x0 = xq * L
+        start, count = tile_range(tile_offset, tile_count, n, y, x0, S, T, H)
+        m = ti.Vector([eps for _ in ti.static(range(L))])
+        ws, c0, c1, c2 = ti.Vector([0.0] * L), ti.Vector([0.0] * L), ti.Vector([0.0] * L), ti.Vector([0.0] * L)
+        P = ti.Vector([1.0] * L)
         for k in range(count):
             j = tile_faces[start + k]
-            m, ws, cs, P = add_pair(x, y, p, face[n, j], rect[n, j], j, faces, colors, light, m, ws, cs, P,
-                                    sigma, thr, near, far, cut, p_floor, inv_gamma, inv_range, rgb)
-            if ti.static(not rgb):
-                if P < p_floor:  # A = 1 to rounding: the other faces cannot change it
-                    break
-        uncovered[i] = P
-        if ti.static(rgb):
-            eb = ti.exp((eps - m) * inv_gamma)
-            d = ws + eb
-            zmax[i] = m
-            den[i] = d
-            image[i] = ti.Vector([(cs[0] + eb * br) / d, (cs[1] + eb * bg) / d, (cs[2] + eb * bb) / d, 1.0 - P])
-        else:
-            image[i][3] = 1.0 - P
+            rr = rect[n, j]
+            if (y >= rr[1]) & (y <= rr[3]) & (x0 + L > rr[0]) & (x0 <= rr[2]):
+                rec = face[n, j]
+                live = 0
+                for l in range(L):
+                    x = x0 + l
+                    ml, wl, cl, Pl = add_pair(x, y, pixel_centre(x, y, S), rec, rr, j, faces, colors, light, m[l],
+                                              ws[l], ti.Vector([c0[l], c1[l], c2[l]]), P[l], sigma, thr, near, far,
+                                              cut, p_floor, inv_gamma, inv_range, rgb)
+                    m[l], ws[l], c0[l], c1[l], c2[l], P[l] = ml, wl, cl[0], cl[1], cl[2], Pl
+                    live += ti.select((Pl >= p_floor) & (x < S), 1, 0)
+                if ti.static(not rgb):
+                    if live == 0:  # A = 1 to rounding in every pixel: the other faces cannot change it
+                        break
+        for l in ti.static(range(L)):
+            x = x0 + l
+            if x < S:
+                i = (n * S + y) * S + x
+                uncovered[i] = P[l]
+                if ti.static(rgb):
+                    eb = ti.exp((eps - m[l]) * inv_gamma)
+                    d = ws[l] + eb
+                    zmax[i] = m[l]
+                    den[i] = d
+                    image[i] = ti.Vector([(c0[l] + eb * br) / d, (c1[l] + eb * bg) / d, (c2[l] + eb * bb) / d,
+                                          1.0 - P[l]])
+                else:
+                    image[i][3] = 1.0 - P[l]
 
 
 @ti.kernel
@@ -233,57 +294,53 @@ def segment_grad(p, a, e, t, g):
 
 
 @ti.func
-def pair_grad(p, a, b, c, inv_det, inv_len2, inv_z, live, ca, cb, cc, L, adj, sigma, thr, near, far,
+def pair_grad(p, a, b, c, inv_det, inv_len2, inv_z, live, ca, cb, cc, Lj, adj, on, sigma, thr, near, far,
               cut, inv_gamma, inv_range, rgb: ti.template()):
     """One pixel's share of dL/d(corners (x, y, z')), dL/d(colours), dL/d(light) for one face,
-    the chain rule of py's docstring; zero for a pair that adds nothing."""
-    zero2, zero3 = ti.Vector([0.0, 0.0]), ti.Vector([0.0, 0.0, 0.0])
-    ga, gb, gc, gca, gcb, gcc, gl = zero3, zero3, zero3, zero3, zero3, zero3, 0.0
+    the chain rule of this file's docstring; zero for a pair that adds nothing (or `on` False).
+    Branch-free like add_pair: masks go through ti.select, so a row of pixels vectorises."""
+    zero3 = ti.Vector([0.0, 0.0, 0.0])
     w, inside, de, te, d2 = pair(p, a, b, c, inv_det, inv_len2)
-    if inside | (d2 < thr):
-        wc, z, zn, colour = zero3, 0.0, 0.0, False
-        if ti.static(rgb):
-            wc, z, zn = pair_depth(w, inv_z, far, inv_range)
-            colour = (z >= near) & (z <= far) & (zn > adj[5] - cut)
-        if colour | (adj[4] != 0.0):
-            t = ti.exp(logit(d2, inside, sigma))
-            q = 1.0 / (1.0 + t)
-            D = t * q
-            gs = adj[4] * D
-            gwc, gz = zero3, zero3
-            if colour:
-                e = D * ti.exp((zn - adj[5]) * inv_gamma)
-                gD = ti.Vector([adj[0], adj[1], adj[2]])  # g_rgb / Δ
-                Cbar = wc[0] * ca + wc[1] * cb + wc[2] * cc
-                ge = L * gD.dot(Cbar) - adj[3]
-                gs += ge * e * q
-                gC = gD * e
-                gl = gC.dot(Cbar)
-                gca, gcb, gcc = gC * (L * wc[0]), gC * (L * wc[1]), gC * (L * wc[2])
-                gzz = -ge * e * inv_gamma * inv_range  # dL/dz
-                gwc = L * ti.Vector([gC.dot(ca), gC.dot(cb), gC.dot(cc)]) - gzz * z * z * inv_z
-                gz = gzz * z * z * wc * inv_z * inv_z
-            ba, bb_, bc = zero2, zero2, zero2
-            if ti.static(rgb):
-                # clamped, renormalised barycentrics -> raw barycentrics
-                u = ti.math.clamp(w, 0.0, 1.0)
-                total = u.sum()
-                gu = ti.select(total > 1e-5, (gwc - gwc.dot(wc)) / total, gwc / 1e-5)
-                gw = ti.select((w > 0.0) & (w < 1.0), gu, 0.0)
-                ba, bb_, bc = barycentric_grad(p, a, b, c, inv_det, live, w, gw)
-            # s = clamp(δ d²/σ) -> d² -> the closest edge's end points
-            raw = ti.select(inside, d2, -d2) / sigma
-            gd2 = ti.select(ti.abs(raw) < LOGIT_CLAMP, gs * ti.select(inside, 1.0, -1.0) / sigma, 0.0)
-            ea, eb_, ec = zero2, zero2, zero2
-            if (de[0] <= de[1]) & (de[0] <= de[2]):
-                ea, eb_ = segment_grad(p, a, b - a, te[0], gd2)
-            elif de[1] <= de[2]:
-                eb_, ec = segment_grad(p, b, c - b, te[1], gd2)
-            else:
-                ec, ea = segment_grad(p, c, a - c, te[2], gd2)
-            ga = ti.Vector([ba[0] + ea[0], ba[1] + ea[1], gz[0]])
-            gb = ti.Vector([bb_[0] + eb_[0], bb_[1] + eb_[1], gz[1]])
-            gc = ti.Vector([bc[0] + ec[0], bc[1] + ec[1], gz[2]])
+    hit = on & (inside | (d2 < thr))
+    t = exp(logit(d2, inside, sigma))
+    q = 1.0 / (1.0 + t)
+    D = t * q
+    gs = ti.select(hit, adj[4] * D, 0.0)  # g_A · P · D (0 where the silhouette saturated)
+    gca, gcb, gcc, gl = zero3, zero3, zero3, 0.0
+    gz, ba, bb_, bc = zero3, ti.Vector([0.0, 0.0]), ti.Vector([0.0, 0.0]), ti.Vector([0.0, 0.0])
+    if ti.static(rgb):
+        wc, z, zn = pair_depth(w, inv_z, far, inv_range)
+        colour = hit & (z >= near) & (z <= far) & (zn > adj[5] - cut)
+        z = ti.select(colour, z, 0.0)  # z = 1/0 can happen where the colour does not count
+        e = ti.select(colour, D * exp((zn - adj[5]) * inv_gamma), 0.0)
+        gD = ti.Vector([adj[0], adj[1], adj[2]])  # g_rgb / Δ
+        Cbar = wc[0] * ca + wc[1] * cb + wc[2] * cc
+        ge = Lj * gD.dot(Cbar) - adj[3]
+        gs += ge * e * q
+        gC = gD * e
+        gl = gC.dot(Cbar)
+        gca, gcb, gcc = gC * (Lj * wc[0]), gC * (Lj * wc[1]), gC * (Lj * wc[2])
+        gzz = -ge * e * inv_gamma * inv_range  # dL/dz
+        gwc = Lj * ti.Vector([gC.dot(ca), gC.dot(cb), gC.dot(cc)]) - gzz * z * z * inv_z
+        gz = gzz * z * z * wc * inv_z * inv_z
+        # clamped, renormalised barycentrics -> raw barycentrics
+        u = ti.math.clamp(w, 0.0, 1.0)
+        total = u.sum()
+        gu = ti.select(total > 1e-5, (gwc - gwc.dot(wc)) / total, gwc / 1e-5)
+        gw = ti.select((w > 0.0) & (w < 1.0), gu, 0.0)
+        ba, bb_, bc = barycentric_grad(p, a, b, c, inv_det, live, w, gw)
+    # s = clamp(δ d²/σ) -> d² -> the closest edge's end points (ties as in min: ab, bc, ca)
+    raw = ti.select(inside, d2, -d2) / sigma
+    gd2 = ti.select(ti.abs(raw) < LOGIT_CLAMP, gs * ti.select(inside, 1.0, -1.0) / sigma, 0.0)
+    on_ab = (de[0] <= de[1]) & (de[0] <= de[2])
+    on_bc = (de[1] < de[0]) & (de[1] <= de[2])
+    on_ca = (de[2] < de[0]) & (de[2] < de[1])
+    ea_ab, eb_ab = segment_grad(p, a, b - a, te[0], ti.select(on_ab, gd2, 0.0))
+    eb_bc, ec_bc = segment_grad(p, b, c - b, te[1], ti.select(on_bc, gd2, 0.0))
+    ec_ca, ea_ca = segment_grad(p, c, a - c, te[2], ti.select(on_ca, gd2, 0.0))
+    ga = ti.Vector([ba[0] + ea_ab[0] + ea_ca[0], ba[1] + ea_ab[1] + ea_ca[1], gz[0]])
+    gb = ti.Vector([bb_[0] + eb_ab[0] + eb_bc[0], bb_[1] + eb_ab[1] + eb_bc[1], gz[1]])
+    gc = ti.Vector([bc[0] + ec_bc[0] + ec_ca[0], bc[1] + ec_bc[1] + ec_ca[1], gz[2]])
     return ga, gb, gc, gca, gcb, gcc, gl
 
 
@@ -291,35 +348,46 @@ def pair_grad(p, a, b, c, inv_det, inv_len2, inv_z, live, ca, cb, cc, L, adj, si
 @ti.func
 def rect_grads(n, j, x0, x1, y0, y1, face: ti.template(), faces: ti.template(), colors: ti.template(),
                light: ti.template(), adjoint: ti.template(), sigma, thr, near, far, cut, inv_gamma, inv_range, S,
-               rgb: ti.template()):
+               rgb: ti.template(), L: ti.template()):
     """Σ of pair_grad over the pixels x0..x1, y0..y1 of view n for face j: what one thread
-    of either backward layout adds up before its atomics."""
+    of either backward layout adds up before its atomics.  Each row is walked L pixels at
+    a time (the lanes of a SIMD register on the CPU; L = 1 on a GPU), each lane keeping its
+    own sums (a 19 × L local matrix), added up across lanes once at the end."""
     f = faces[j]
     a, b, c, inv_det, inv_len2, inv_z = unpack(face[n, j])
     live = ti.abs(cross2(b - a, c - a)) >= 1e-10
     ca, cb, cc = colors[f[0]], colors[f[1]], colors[f[2]]
-    L = light[j]
-    zero3 = ti.Vector([0.0, 0.0, 0.0])
-    ga, gb, gc, gca, gcb, gcc, gl = zero3, zero3, zero3, zero3, zero3, zero3, 0.0
+    Lj = light[j]
+    K = ti.static(19 if rgb else 9)  # (ga, gb, gc, gca, gcb, gcc, gl) or (ga, gb, gc)
+    acc = [ti.Vector([0.0] * L) for _ in ti.static(range(K))]
     for y in range(y0, y1 + 1):
-        for x in range(x0, x1 + 1):
-            adj = adjoint[(n * S + y) * S + x]
-            wanted = True
-            if ti.static(not rgb):  # silhouette: nothing where it saturated or g_A = 0
-                wanted = adj[4] != 0.0
-            if wanted:
-                da, db, dc, dca, dcb, dcc, dl = pair_grad(pixel_centre(x, y, S), a, b, c, inv_det, inv_len2, inv_z,
-                                                          live, ca, cb, cc, L, adj, sigma, thr, near, far, cut,
-                                                          inv_gamma, inv_range, rgb)
-                ga += da
-                gb += db
-                gc += dc
+        row = (n * S + y) * S
+        for chunk in range((x1 - x0 + L) // L):
+            for l in range(L):
+                x = x0 + chunk * L + l
+                adj = adjoint[row + ti.min(x, x1)]
+                d = pair_grad(pixel_centre(x, y, S), a, b, c, inv_det, inv_len2, inv_z, live, ca, cb, cc, Lj, adj,
+                              x <= x1, sigma, thr, near, far, cut, inv_gamma, inv_range, rgb)
+                for k in ti.static(range(3)):
+                    acc[k][l] += d[0][k]
+                    acc[3 + k][l] += d[1][k]
+                    acc[6 + k][l] += d[2][k]
+                    if ti.static(rgb):
+                        acc[9 + k][l] += d[3][k]
+                        acc[12 + k][l] += d[4][k]
+                        acc[15 + k][l] += d[5][k]
                 if ti.static(rgb):
-                    gca += dca
-                    gcb += dcb
-                    gcc += dcc
-                    gl += dl
-    return ga, gb, gc, gca, gcb, gcc, gl
+                    acc[18][l] += d[6]
+    total = [acc[k].sum() for k in ti.static(range(K))]
+    zero3 = ti.Vector([0.0, 0.0, 0.0])
+    gca, gcb, gcc, gl = zero3, zero3, zero3, 0.0
+    if ti.static(rgb):
+        gca = ti.Vector([total[9], total[10], total[11]])
+        gcb = ti.Vector([total[12], total[13], total[14]])
+        gcc = ti.Vector([total[15], total[16], total[17]])
+        gl = total[18]
+    return (ti.Vector([total[0], total[1], total[2]]), ti.Vector([total[3], total[4], total[5]]),
+            ti.Vector([total[6], total[7], total[8]]), gca, gcb, gcc, gl)
 
 
 @ti.func
@@ -340,12 +408,13 @@ def scatter(proj: ti.template(), colors: ti.template(), light: ti.template(), f,
 def backward(proj: ti.template(), faces: ti.template(), colors: ti.template(), light: ti.template(),
              face: ti.types.ndarray(), rect: ti.types.ndarray(), adjoint: ti.template(), sigma: float,
              gamma: float, thr: float, near: float, far: float, cut: float, N: ti.i32, S: ti.i32,
-             F: ti.i32, V: ti.i32, rgb: ti.template()):
+             F: ti.i32, V: ti.i32, rgb: ti.template(), L: ti.template()):
+    """One thread per (view, face): rect_grads over the face's rectangle, L pixels at a time."""
     inv_gamma, inv_range = 1.0 / gamma, 1.0 / (far - near)
     for n, j in ti.ndrange(N, F):
         r = rect[n, j]
         if r[0] <= r[2]:
             ga, gb, gc, gca, gcb, gcc, gl = rect_grads(n, j, r[0], r[2], r[1], r[3], face, faces, colors, light,
                                                        adjoint, sigma, thr, near, far, cut, inv_gamma, inv_range,
-                                                       S, rgb)
+                                                       S, rgb, L)
             scatter(proj, colors, light, faces[j], n * V, j, ga, gb, gc, gca, gcb, gcc, gl, rgb)

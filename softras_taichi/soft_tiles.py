@@ -134,5 +134,5 @@ def backward(proj: ti.template(), faces: ti.template(), colors: ti.template(), l
         ga, gb, gc, gca, gcb, gcc, gl = soft.rect_grads(
             n, j, ti.max(r[0], tx * T), ti.min(r[2], tx * T + T - 1), ti.max(r[1], ty * T),
             ti.min(r[3], ty * T + T - 1), face, faces, colors, light, adjoint, sigma, thr, near, far, cut,
-            inv_gamma, inv_range, S, rgb)
+            inv_gamma, inv_range, S, rgb, 1)
         soft.scatter(proj, colors, light, faces[j], n * V, j, ga, gb, gc, gca, gcb, gcc, gl, rgb)
