@@ -73,7 +73,8 @@ def theirs(mesh, kind, size, views, repeats, faces_per_pixel):
                                     SoftSilhouetteShader, TexturesVertex, look_at_view_transform)
     from pytorch3d.structures import Meshes
     el, az = angles(views)
-    R, T = look_at_view_transform(dist=DIST, elev=torch.tensor(el), azim=torch.tensor(az))
+    R, T = look_at_view_transform(dist=DIST, elev=torch.tensor(el, dtype=torch.float32),
+                                  azim=torch.tensor(az, dtype=torch.float32))  # float64 angles fail in look_at_rotation
     cameras = FoVPerspectiveCameras(R=R, T=T, fov=2 * HALF_FOV)
     blend = BlendParams(sigma=SIGMA, gamma=GAMMA, background_color=(0.0, 0.0, 0.0))
     raster = RasterizationSettings(image_size=size, blur_radius=math.log(1.0 / 1e-4 - 1.0) * SIGMA,
