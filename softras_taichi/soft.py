@@ -351,43 +351,33 @@ def rect_grads(n, j, x0, x1, y0, y1, face: ti.template(), faces: ti.template(), 
                rgb: ti.template(), L: ti.template()):
     """Σ of pair_grad over the pixels x0..x1, y0..y1 of view n for face j: what one thread
     of either backward layout adds up before its atomics.  Each row is walked L pixels at
-    a time (the lanes of a SIMD register on the CPU; L = 1 on a GPU), each lane keeping its
-    own sums (a 19 × L local matrix), added up across lanes once at the end."""
+    a time (the lanes of a SIMD register on the CPU; L = 1 on a GPU); the sums are plain
+    scalars, which LLVM vectorises as reductions (docs/architecture.md, "The CPU soft pass")."""
     f = faces[j]
     a, b, c, inv_det, inv_len2, inv_z = unpack(face[n, j])
     live = ti.abs(cross2(b - a, c - a)) >= 1e-10
     ca, cb, cc = colors[f[0]], colors[f[1]], colors[f[2]]
     Lj = light[j]
-    K = ti.static(19 if rgb else 9)  # (ga, gb, gc, gca, gcb, gcc, gl) or (ga, gb, gc)
-    acc = [ti.Vector([0.0] * L) for _ in ti.static(range(K))]
+    zero3 = ti.Vector([0.0, 0.0, 0.0])
+    ga, gb, gc, gca, gcb, gcc, gl = zero3, zero3, zero3, zero3, zero3, zero3, 0.0
     for y in range(y0, y1 + 1):
         row = (n * S + y) * S
         for chunk in range((x1 - x0 + L) // L):
             for l in range(L):
                 x = x0 + chunk * L + l
                 adj = adjoint[row + ti.min(x, x1)]
-                d = pair_grad(pixel_centre(x, y, S), a, b, c, inv_det, inv_len2, inv_z, live, ca, cb, cc, Lj, adj,
-                              x <= x1, sigma, thr, near, far, cut, inv_gamma, inv_range, rgb)
-                for k in ti.static(range(3)):
-                    acc[k][l] += d[0][k]
-                    acc[3 + k][l] += d[1][k]
-                    acc[6 + k][l] += d[2][k]
-                    if ti.static(rgb):
-                        acc[9 + k][l] += d[3][k]
-                        acc[12 + k][l] += d[4][k]
-                        acc[15 + k][l] += d[5][k]
+                da, db, dc, dca, dcb, dcc, dl = pair_grad(pixel_centre(x, y, S), a, b, c, inv_det, inv_len2, inv_z,
+                                                          live, ca, cb, cc, Lj, adj, x <= x1, sigma, thr, near,
+                                                          far, cut, inv_gamma, inv_range, rgb)
+                ga += da
+                gb += db
+                gc += dc
                 if ti.static(rgb):
-                    acc[18][l] += d[6]
-    total = [acc[k].sum() for k in ti.static(range(K))]
-    zero3 = ti.Vector([0.0, 0.0, 0.0])
-    gca, gcb, gcc, gl = zero3, zero3, zero3, 0.0
-    if ti.static(rgb):
-        gca = ti.Vector([total[9], total[10], total[11]])
-        gcb = ti.Vector([total[12], total[13], total[14]])
-        gcc = ti.Vector([total[15], total[16], total[17]])
-        gl = total[18]
-    return (ti.Vector([total[0], total[1], total[2]]), ti.Vector([total[3], total[4], total[5]]),
-            ti.Vector([total[6], total[7], total[8]]), gca, gcb, gcc, gl)
+                    gca += dca
+                    gcb += dcb
+                    gcc += dcc
+                    gl += dl
+    return ga, gb, gc, gca, gcb, gcc, gl
 
 
 @ti.func
