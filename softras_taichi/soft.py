@@ -350,8 +350,8 @@ def rect_grads(n, j, x0, x1, y0, y1, face: ti.template(), faces: ti.template(), 
                light: ti.template(), adjoint: ti.template(), sigma, thr, near, far, cut, inv_gamma, inv_range, S,
                rgb: ti.template(), L: ti.template()):
     """Σ of pair_grad over the pixels x0..x1, y0..y1 of view n for face j: what one thread
-    of either backward layout adds up before its atomics.  Each row is walked L pixels at
-    a time (the lanes of a SIMD register on the CPU; L = 1 on a GPU); the sums are plain
+    of either backward layout adds up before its atomics, L pixels at a time (the lanes of
+    a SIMD register on the CPU; L = 1 on a GPU); the sums are plain
     scalars, which LLVM vectorises as reductions (docs/architecture.md, "The CPU soft pass")."""
     f = faces[j]
     a, b, c, inv_det, inv_len2, inv_z = unpack(face[n, j])
@@ -360,23 +360,31 @@ def rect_grads(n, j, x0, x1, y0, y1, face: ti.template(), faces: ti.template(), 
     Lj = light[j]
     zero3 = ti.Vector([0.0, 0.0, 0.0])
     ga, gb, gc, gca, gcb, gcc, gl = zero3, zero3, zero3, zero3, zero3, zero3, 0.0
-    for y in range(y0, y1 + 1):
-        row = (n * S + y) * S
-        for chunk in range((x1 - x0 + L) // L):
-            for l in range(L):
-                x = x0 + chunk * L + l
-                adj = adjoint[row + ti.min(x, x1)]
-                da, db, dc, dca, dcb, dcc, dl = pair_grad(pixel_centre(x, y, S), a, b, c, inv_det, inv_len2, inv_z,
-                                                          live, ca, cb, cc, Lj, adj, x <= x1, sigma, thr, near,
-                                                          far, cut, inv_gamma, inv_range, rgb)
-                ga += da
-                gb += db
-                gc += dc
-                if ti.static(rgb):
-                    gca += dca
-                    gcb += dcb
-                    gcc += dcc
-                    gl += dl
+    # The rectangle's w·h pixels in reading order, L at a time: a face a few pixels wide
+    # fills the lanes (rows of L would leave most of them idle).  Row and column come from a
+    # float division, which vectorises where an integer one would not; the ±1 correction
+    # makes them exact.
+    w = x1 - x0 + 1
+    count = w * (y1 - y0 + 1)
+    inv_w = 1.0 / w
+    for chunk in range((count + L - 1) // L):
+        for l in range(L):
+            k = chunk * L + l
+            dy = ti.cast(ti.floor((k + 0.5) * inv_w), ti.i32)
+            dy = ti.select(k - dy * w < 0, dy - 1, ti.select(k - dy * w >= w, dy + 1, dy))
+            x, y = x0 + k - dy * w, ti.min(y0 + dy, y1)  # lanes past the end repeat the last row, off
+            adj = adjoint[(n * S + y) * S + x]
+            da, db, dc, dca, dcb, dcc, dl = pair_grad(pixel_centre(x, y, S), a, b, c, inv_det, inv_len2, inv_z,
+                                                      live, ca, cb, cc, Lj, adj, k < count, sigma, thr, near,
+                                                      far, cut, inv_gamma, inv_range, rgb)
+            ga += da
+            gb += db
+            gc += dc
+            if ti.static(rgb):
+                gca += dca
+                gcb += dcb
+                gcc += dcc
+                gl += dl
     return ga, gb, gc, gca, gcb, gcc, gl
 
 
