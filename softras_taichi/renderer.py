@@ -126,8 +126,7 @@ class _Renderer:
         ws = self._run(mesh, cam if batched else cam[0], reuse=True)
         ws.request = None  # reused once: the gradient call after a render; a second one renders again
         V, F, N, S = ws.sizes
-        ws.clear_grads(V, F, N, S)
-        ws.set_image_grad(g, N, S, alpha=self.alpha_only)
+        ws.start_backward(V, F, N, S, g, alpha=self.alpha_only)
         ws.backward()
         out = ws.grads_numpy(V, N)
         img = ws.image_numpy(N, S, alpha=self.alpha_only)

@@ -175,9 +175,8 @@ class Scene:
         ws = self._ws = workspace.acquire(self)
         ws.ensure(V, F, N, S, sums=r.soft and r.autodiff)
         ws.owner, ws.request = self, None
-        ws.load(faces=self.faces)
-        ws.load_tan_half(self.tan_half)
-        ti.ad.no_grad(ws.clear_grads)(V, F, N, S)
+        ws.load(faces=self.faces, tan_half=self.tan_half)
+        ti.ad.no_grad(ws.start_backward)(V, F, N, S)
         _gather(self.vertices, self.colors, self.rotation, self.translation, self.camera, ws.vertices,
                 ws.colors, ws.rotation, ws.translation, ws.camera, V, N)
         pipeline.forward(ws, r, V, F, N, S)

@@ -35,40 +35,76 @@ def _grow(cap, need):
     return cap
 
 
-@ti.kernel
-def _load_vec3(dst: ti.template(), src: ti.types.ndarray(), n: ti.i32):
-    for i in range(n):
-        dst[i] = ti.Vector([src[i, 0], src[i, 1], src[i, 2]])
+# One kernel per direction, not one per array: on the CPU every kernel costs about a
+# tenth of a second to compile however small it is (docs/architecture.md, "Compile once").
+VERTICES, COLORS, FACES, POSE, CAMERAS, TAN_HALF = 1, 2, 4, 8, 16, 32
 
 
 @ti.kernel
-def _load_pose(rotation: ti.template(), translation: ti.template(), src: ti.types.ndarray()):
-    for _ in range(1):
-        rotation[None] = ti.Vector([src[0], src[1], src[2]])
-        translation[None] = ti.Vector([src[3], src[4], src[5]])
+def _load(vertices: ti.template(), colors: ti.template(), faces: ti.template(), rotation: ti.template(),
+          translation: ti.template(), camera: ti.template(), tan_half: ti.template(), v: ti.types.ndarray(),
+          c: ti.types.ndarray(), f: ti.types.ndarray(), pose: ti.types.ndarray(), cam: ti.types.ndarray(),
+          which: ti.i32, V: ti.i32, F: ti.i32, N: ti.i32):
+    """Upload the inputs flagged in `which`; cam holds (distance, elevation, azimuth, tan θ) rows."""
+    for i in range(ti.max(V, F, N, 1)):
+        if ((which & VERTICES) != 0) & (i < V):
+            vertices[i] = ti.Vector([v[i, 0], v[i, 1], v[i, 2]])
+        if ((which & COLORS) != 0) & (i < V):
+            colors[i] = ti.Vector([c[i, 0], c[i, 1], c[i, 2]])
+        if ((which & FACES) != 0) & (i < F):
+            faces[i] = ti.Vector([f[i, 0], f[i, 1], f[i, 2]])
+        if ((which & POSE) != 0) & (i == 0):
+            rotation[None] = ti.Vector([pose[0], pose[1], pose[2]])
+            translation[None] = ti.Vector([pose[3], pose[4], pose[5]])
+        if ((which & CAMERAS) != 0) & (i < N):
+            camera[i] = ti.Vector([cam[i, 0], cam[i, 1], cam[i, 2]])
+        if ((which & TAN_HALF) != 0) & (i < N):
+            tan_half[i] = cam[i, 3]
 
 
 @ti.kernel
-def _load_cameras(camera: ti.template(), tan_half: ti.template(), src: ti.types.ndarray(), n: ti.i32):
-    for i in range(n):
-        camera[i] = ti.Vector([src[i, 0], src[i, 1], src[i, 2]])
-        tan_half[i] = src[i, 3]
+def _start_backward(vertices: ti.template(), colors: ti.template(), world: ti.template(),
+                    rotation: ti.template(), translation: ti.template(), camera: ti.template(),
+                    proj: ti.template(), light: ti.template(), image: ti.template(), g: ti.types.ndarray(),
+                    has_g: ti.i32, V: ti.i32, F: ti.i32, N: ti.i32, P: ti.i32, alpha: ti.template()):
+    """Zero the gradients a render's backward accumulates into (only the used range) and, with
+    has_g, set image.grad[p] = g[p] (RGBA), or (0, 0, 0, g[p]) for an alpha-only image."""
+    for i in range(ti.max(V, F, N * V, P, N)):
+        z3 = ti.Vector([0.0, 0.0, 0.0])
+        if i < V:
+            vertices.grad[i], colors.grad[i], world.grad[i] = z3, z3, z3
+        if i < F:
+            light.grad[i] = 0.0
+        if i < N * V:
+            proj.grad[i] = z3
+        if i < P:
+            gi = ti.Vector([0.0, 0.0, 0.0, 0.0])
+            if has_g != 0:
+                if ti.static(alpha):
+                    gi[3] = g[i]
+                else:
+                    gi = ti.Vector([g[i, 0], g[i, 1], g[i, 2], g[i, 3]])
+            image.grad[i] = gi
+        if i < N:
+            camera.grad[i] = z3
+        if i == 0:
+            rotation.grad[None], translation.grad[None] = z3, z3
 
 
 @ti.kernel
-def _load_scalars(dst: ti.template(), src: ti.types.ndarray(), n: ti.i32):
-    for i in range(n):
-        dst[i] = src[i]
-
-
-@ti.kernel
-def _load_image_grad(image: ti.template(), src: ti.types.ndarray(), n: ti.i32, alpha: ti.template()):
-    """image.grad[p] = src[p] (RGBA), or (0, 0, 0, src[p]) for an alpha-only image."""
-    for p in range(n):
-        if ti.static(alpha):
-            image.grad[p] = ti.Vector([0.0, 0.0, 0.0, src[p]])
-        else:
-            image.grad[p] = ti.Vector([src[p, 0], src[p, 1], src[p, 2], src[p, 3]])
+def _store_grads(vertices: ti.template(), colors: ti.template(), camera: ti.template(), rotation: ti.template(),
+                 translation: ti.template(), dv: ti.types.ndarray(), dc: ti.types.ndarray(),
+                 dcam: ti.types.ndarray(), dpose: ti.types.ndarray(), V: ti.i32, N: ti.i32):
+    for i in range(ti.max(V, N)):
+        for k in ti.static(range(3)):
+            if i < V:
+                dv[i, k] = vertices.grad[i][k]
+                dc[i, k] = colors.grad[i][k]
+            if i < N:
+                dcam[i, k] = camera.grad[i][k]
+            if i == 0:
+                dpose[k] = rotation.grad[None][k]
+                dpose[3 + k] = translation.grad[None][k]
 
 
 @ti.kernel
@@ -82,53 +118,10 @@ def _store_image(image: ti.template(), dst: ti.types.ndarray(), n: ti.i32, alpha
 
 
 @ti.kernel
-def _store_vec3_grad(src: ti.template(), dst: ti.types.ndarray(), n: ti.i32):
-    for i in range(n):
-        for c in ti.static(range(3)):
-            dst[i, c] = src.grad[i][c]
-
-
-@ti.kernel
-def _store_pose_grad(rotation: ti.template(), translation: ti.template(), dst: ti.types.ndarray()):
-    for _ in range(1):
-        for c in ti.static(range(3)):
-            dst[c] = rotation.grad[None][c]
-            dst[3 + c] = translation.grad[None][c]
-
-
-@ti.kernel
 def _store_proj(proj: ti.template(), dst: ti.types.ndarray(), n: ti.i32):
     for i in range(n):
         for c in ti.static(range(3)):
             dst[i, c] = proj[i][c]
-
-
-@ti.kernel
-def _load_faces(faces: ti.template(), src: ti.types.ndarray(), n: ti.i32):
-    for j in range(n):
-        faces[j] = ti.Vector([src[j, 0], src[j, 1], src[j, 2]])
-
-
-@ti.kernel
-def _clear_grads(vertices: ti.template(), colors: ti.template(), world: ti.template(),
-                 rotation: ti.template(), translation: ti.template(), camera: ti.template(),
-                 proj: ti.template(), light: ti.template(), image: ti.template(),
-                 V: ti.i32, F: ti.i32, N: ti.i32, P: ti.i32):
-    """Zero the gradients a render's backward accumulates into (only the used range)."""
-    for i in range(ti.max(V, F, N * V, P, N)):
-        z3 = ti.Vector([0.0, 0.0, 0.0])
-        if i < V:
-            vertices.grad[i], colors.grad[i], world.grad[i] = z3, z3, z3
-        if i < F:
-            light.grad[i] = 0.0
-        if i < N * V:
-            proj.grad[i] = z3
-        if i < P:
-            image.grad[i] = ti.Vector([0.0, 0.0, 0.0, 0.0])
-        if i < N:
-            camera.grad[i] = z3
-        if i == 0:
-            rotation.grad[None], translation.grad[None] = z3, z3
 
 
 @ti.kernel
@@ -222,23 +215,31 @@ class Workspace:
     def np_float(self):
         return np.float64 if backend.current()[1] == "f64" else np.float32
 
-    def load(self, vertices=None, colors=None, faces=None, pose=None, cameras=None):
-        """Upload whichever of the inputs are given (NumPy arrays, validated by the caller)."""
+    def load(self, vertices=None, colors=None, faces=None, pose=None, cameras=None, tan_half=None):
+        """Upload whichever of the inputs are given (NumPy arrays, validated by the caller;
+        `cameras` a Camera, `tan_half` tan θ alone for cameras already in place)."""
         fp = self.np_float()
-        if vertices is not None:
-            _load_vec3(self.vertices, np.ascontiguousarray(vertices, dtype=fp), len(vertices))
-        if colors is not None:
-            _load_vec3(self.colors, np.ascontiguousarray(colors, dtype=fp), len(colors))
-        if faces is not None:
-            _load_faces(self.faces, np.ascontiguousarray(faces, dtype=np.int32), len(faces))
-        if pose is not None:
-            _load_pose(self.rotation, self.translation, np.ascontiguousarray(pose, dtype=fp))
+        which = 0
+        arrays = {}
+        for name, flag, a, dtype, width in (("v", VERTICES, vertices, fp, 3), ("c", COLORS, colors, fp, 3),
+                                            ("f", FACES, faces, np.int32, 3), ("pose", POSE, pose, fp, None)):
+            if a is not None:
+                which |= flag
+                arrays[name] = np.ascontiguousarray(a, dtype=dtype)
+            else:
+                arrays[name] = np.zeros((1, width) if width else 6, dtype=dtype)
+        cam = np.zeros((1, 4), fp)
         if cameras is not None:
-            c = np.concatenate([cameras.params, np.tan(np.radians(cameras.viewing_angle))[:, None]], 1)
-            _load_cameras(self.camera, self.tan_half, np.ascontiguousarray(c, dtype=fp), len(c))
-
-    def load_tan_half(self, tan_half):
-        _load_scalars(self.tan_half, np.ascontiguousarray(tan_half, dtype=self.np_float()), len(tan_half))
+            which |= CAMERAS | TAN_HALF
+            cam = np.concatenate([cameras.params, np.tan(np.radians(cameras.viewing_angle))[:, None]], 1)
+        elif tan_half is not None:
+            which |= TAN_HALF
+            cam = np.column_stack([np.zeros((len(tan_half), 3)), tan_half])
+        cam = np.ascontiguousarray(cam, dtype=fp)
+        _load(self.vertices, self.colors, self.faces, self.rotation, self.translation, self.camera, self.tan_half,
+              arrays["v"], arrays["c"], arrays["f"], arrays["pose"], cam, which,
+              len(vertices) if vertices is not None else 0, len(faces) if faces is not None else 0,
+              len(cam) if which & TAN_HALF else 0)
 
     def image_numpy(self, N, S, alpha=False):
         """(N, S, S, 4) RGBA, or (N, S, S) with alpha=True."""
@@ -251,24 +252,26 @@ class Workspace:
         _store_proj(self.proj, out, N * V)
         return out.reshape(N, V, 3)
 
-    def set_image_grad(self, g, N, S, alpha=False):
-        g = np.asarray(g).reshape((N * S * S,) if alpha else (N * S * S, 4))
-        _load_image_grad(self.image, np.ascontiguousarray(g, dtype=self.np_float()), N * S * S, alpha)
-
-    def clear_grads(self, V, F, N, S):
-        _clear_grads(self.vertices, self.colors, self.world, self.rotation, self.translation,
-                     self.camera, self.proj, self.light, self.image, V, F, N, N * S * S)
+    def start_backward(self, V, F, N, S, g=None, alpha=False):
+        """Zero the gradients of the used range, the image's included, or set the image's to
+        g (N, S, S[, 4]) when given."""
+        if g is None:
+            g = np.zeros((1,) if alpha else (1, 4), self.np_float())
+        else:
+            g = np.ascontiguousarray(np.asarray(g).reshape((N * S * S,) if alpha else (N * S * S, 4)),
+                                     dtype=self.np_float())
+        _start_backward(self.vertices, self.colors, self.world, self.rotation, self.translation, self.camera,
+                        self.proj, self.light, self.image, g, int(g.shape[0] == N * S * S), V, F, N, N * S * S,
+                        alpha)
         if self.sums:
             _clear_sum_grads(self.wsum, self.csum, self.logsum, N * S * S)
 
     def grads_numpy(self, V, N):
         fp = self.np_float()
         out = {"vertices": np.empty((V, 3), fp), "colors": np.empty((V, 3), fp), "camera": np.empty((N, 3), fp)}
-        _store_vec3_grad(self.vertices, out["vertices"], V)
-        _store_vec3_grad(self.colors, out["colors"], V)
-        _store_vec3_grad(self.camera, out["camera"], N)
         pose = np.empty(6, fp)
-        _store_pose_grad(self.rotation, self.translation, pose)
+        _store_grads(self.vertices, self.colors, self.camera, self.rotation, self.translation, out["vertices"],
+                     out["colors"], out["camera"], pose, V, N)
         out["rotation"], out["translation"] = pose[:3].copy(), pose[3:].copy()
         return out
 
