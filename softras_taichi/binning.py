@@ -11,10 +11,11 @@ Nothing is ever dropped: the list buffer grows to whatever the count pass asks
 for.  "Dense" rendering is the same code with one tile per view (T = S).  Tiles may be wider
 than high (T × H pixels): the CPU's soft pass wants rows of 8 pixels (soft.py).
 
-Everything here is an ndarray of the workspace (compiled once whatever its size).  The
-prefix sums run on the device in one thread (`exclusive_scan`): on the CPU that costs
-less than a round trip to NumPy; the host reads back only the sums that choose the tile
-side and size the entry lists.
+Everything here is an ndarray of the workspace (compiled once whatever its size), and
+the passes are three kernels (`measure`, `count_entries`, `make_lists`).  The prefix
+sums run on the device in one thread (`scan_step`): on the CPU that costs less than a
+round trip to NumPy; the host reads back only the sums that choose the tile side and
+size the entry lists.
 
 Integer atomics run one thread per list entry, never inside a loop: an integer
 atomic inside a loop whose length differs between threads loses updates on
@@ -75,8 +76,9 @@ def in_rect(x, y, r):
 
 @ti.kernel
 def measure(proj: ti.template(), faces: ti.template(), rect: ti.types.ndarray(), extent_sum: ti.template(),
-            drawn: ti.template(), radius: float, S: ti.i32, N: ti.i32, F: ti.i32, V: ti.i32):
-    """rect[n, j] = face_rect;  Σ extent (pixels) and the number of faces drawn."""
+            drawn: ti.template(), sums: ti.types.ndarray(), radius: float, S: ti.i32, N: ti.i32, F: ti.i32,
+            V: ti.i32):
+    """rect[n, j] = face_rect;  sums = (Σ extent in pixels, the number of faces drawn)."""
     for n, j in ti.ndrange(N, F):
         r = face_rect(proj, faces, n, j, radius, S, V)
         rect[n, j] = r
@@ -84,42 +86,49 @@ def measure(proj: ti.template(), faces: ti.template(), rect: ti.types.ndarray(),
         visible = r[0] <= r[2]
         extent_sum[None] += ti.select(visible, ti.max(r[2] - r[0], r[3] - r[1]) + 1, 0)
         drawn[None] += ti.select(visible, 1, 0)
-
-
-@ti.kernel
-def read_sums(extent_sum: ti.template(), drawn: ti.template(), out: ti.types.ndarray()):
     for _ in range(1):
-        out[0], out[1] = extent_sum[None], drawn[None]
+        sums[0], sums[1] = extent_sum[None], drawn[None]
         extent_sum[None], drawn[None] = 0, 0  # ready for the next measure
 
 
+@ti.func
+def scan_step(count: ti.template(), start: ti.template(), i, n, total: ti.template()):
+    """One step of a serial exclusive prefix sum: start[i] = Σ_{k<i} count[k], total[0] = start[n]."""
+    s = 0
+    if i > 0:
+        s = start[i - 1] + count[i - 1]
+    start[i] = s
+    if i == n:
+        total[0] = s
+
+
+# Binning is three kernels, each a few parallel loops (a serial one for each prefix sum, which
+# on the CPU costs less than a round trip to NumPy), because on the CPU every kernel costs
+# about a tenth of a second to compile however small it is (docs/architecture.md, "Compile
+# once"); the host reads back only what it must decide on: the mean extent (the tile side)
+# and the number of entries (the size of the lists).
 @ti.kernel
-def tiles_per_face(rect: ti.types.ndarray(), ntiles: ti.types.ndarray(), T: ti.i32, H: ti.i32, N: ti.i32,
-                   F: ti.i32):
+def count_entries(rect: ti.types.ndarray(), ntiles: ti.types.ndarray(), face_start: ti.types.ndarray(),
+                  total: ti.types.ndarray(), T: ti.i32, H: ti.i32, N: ti.i32, F: ti.i32):
+    """ntiles[i] = the tiles face i = n·F + j overlaps; face_start = their exclusive prefix sum."""
     for n, j in ti.ndrange(N, F):
         r = rect[n, j]
         ntiles[n * F + j] = ti.select(r[0] <= r[2], (r[2] // T - r[0] // T + 1) * (r[3] // H - r[1] // H + 1), 0)
-
-
-@ti.kernel
-def exclusive_scan(count: ti.types.ndarray(), start: ti.types.ndarray(), n: ti.i32, total: ti.types.ndarray()):
-    """start[i] = Σ_{k<i} count[k], start[n] = total[0] = the sum of all (one thread: on the
-    CPU this is cheaper than a round trip to NumPy)."""
     ti.loop_config(serialize=True)
-    for i in range(n + 1):
-        s = 0
-        if i > 0:
-            s = start[i - 1] + count[i - 1]
-        start[i] = s
-        if i == n:
-            total[0] = s
+    for i in range(N * F + 1):
+        scan_step(ntiles, face_start, i, N * F, total)
 
 
 @ti.kernel
-def expand(rect: ti.types.ndarray(), face_start: ti.types.ndarray(), entry_tile: ti.types.ndarray(),
-           entry_face: ti.types.ndarray(), T: ti.i32, H: ti.i32, TX: ti.i32, TY: ti.i32, N: ti.i32,
-           F: ti.i32):
-    """Entries face_start[i] … face_start[i + 1] − 1 are the tiles of face i (plain stores only)."""
+def make_lists(rect: ti.types.ndarray(), face_start: ti.types.ndarray(), entry_tile: ti.types.ndarray(),
+               entry_face: ti.types.ndarray(), entry_rank: ti.types.ndarray(), tile_count: ti.types.ndarray(),
+               tile_offset: ti.types.ndarray(), tile_faces: ti.types.ndarray(), total: ti.types.ndarray(),
+               T: ti.i32, H: ti.i32, TX: ti.i32, TY: ti.i32, N: ti.i32, F: ti.i32, E: ti.i32):
+    """The tile lists from face_start: expand, count, prefix sum, fill, order."""
+    n_tiles = N * TX * TY
+    for t in range(n_tiles):
+        tile_count[t] = 0
+    # expand: entries face_start[i] … face_start[i + 1] − 1 are the tiles of face i (plain stores)
     for n, j in ti.ndrange(N, F):
         e = face_start[n * F + j]
         if e < face_start[n * F + j + 1]:
@@ -129,29 +138,18 @@ def expand(rect: ti.types.ndarray(), face_start: ti.types.ndarray(), entry_tile:
                     entry_tile[e] = (n * TY + ty) * TX + tx
                     entry_face[e] = j
                     e += 1
-
-
-@ti.kernel
-def count(entry_tile: ti.types.ndarray(), tile_count: ti.types.ndarray(), entry_rank: ti.types.ndarray(),
-          E: ti.i32):
-    """tile_count[t] = entries of tile t; entry_rank[e] = the place of entry e among them."""
+    # count: tile_count[t] = entries of tile t; entry_rank[e] = the place of entry e among them
+    # (one thread per entry: see the module's note on integer atomics)
     for e in range(E):
         entry_rank[e] = ti.atomic_add(tile_count[entry_tile[e]], 1)
-
-
-@ti.kernel
-def fill(entry_tile: ti.types.ndarray(), entry_face: ti.types.ndarray(), entry_rank: ti.types.ndarray(),
-         tile_offset: ti.types.ndarray(), tile_faces: ti.types.ndarray(), E: ti.i32):
+    ti.loop_config(serialize=True)
+    for t in range(n_tiles + 1):
+        scan_step(tile_count, tile_offset, t, n_tiles, total)
     for e in range(E):
         tile_faces[tile_offset[entry_tile[e]] + entry_rank[e]] = entry_face[e]
-
-
-@ti.kernel
-def order(tile_offset: ti.types.ndarray(), tile_count: ti.types.ndarray(), tile_faces: ti.types.ndarray(),
-          n_tiles: ti.i32):
-    """Each tile's list in increasing face order (insertion sort of its segment).  The
-    ranks of `count` come from atomics, so without this the order of a list (and with
-    it the rounding of every sum over it) could change from one run to the next."""
+    # order: each tile's list in increasing face order (insertion sort of its segment).  The
+    # ranks come from atomics, so without this the order of a list (and with it the rounding
+    # of every sum over it) could change from one run to the next.
     for t in range(n_tiles):
         a = tile_offset[t]
         for i in range(1, tile_count[t]):
@@ -219,9 +217,8 @@ class Bins:
         ws = self.ws
         self.N, self.F, self.S, self.V = N, F, S, V
         self.rect = ws.ndarray("rect", ti.types.vector(4, ti.i32), (N, F))
-        measure(proj, faces, self.rect, ws.extent_sum, ws.drawn, radius, S, N, F, V)
         sums = np.zeros(2, dtype=np.int32)
-        read_sums(ws.extent_sum, ws.drawn, sums)
+        measure(proj, faces, self.rect, ws.extent_sum, ws.drawn, sums, radius, S, N, F, V)
         shape = tile if tile != "auto" else heuristic(sums[0] / max(sums[1], 1))
         T, H = (shape, shape) if np.isscalar(shape) else shape
         T, H = min(-(-int(T) // row) * row, S), min(int(H), S)
@@ -229,8 +226,7 @@ class Bins:
         self.face_start = ws.ndarray("face_start", ti.i32, (N * F + 1,))
         total = np.zeros(1, dtype=np.int32)
         while True:
-            tiles_per_face(self.rect, ntiles, T, H, N, F)
-            exclusive_scan(ntiles, self.face_start, N * F, total)
+            count_entries(self.rect, ntiles, self.face_start, total, T, H, N, F)
             E = int(total[0])
             if E <= self.MAX_ENTRIES or (T >= S and H >= S):
                 break
@@ -238,14 +234,10 @@ class Bins:
         TX, TY = -(-S // T), -(-S // H)
         self.T, self.H, self.TX, self.TY, self.entries = T, H, TX, TY, E
         entry_tile, entry_rank, entry_face, self.tile_faces = ws.entries(E)
-        expand(self.rect, self.face_start, entry_tile, entry_face, T, H, TX, TY, N, F)
         self.tile_count = ws.ndarray("tile_count", ti.i32, (N * TX * TY,))
         self.tile_offset = ws.ndarray("tile_offset", ti.i32, (N * TX * TY + 1,))
-        self.tile_count.fill(0)
-        count(entry_tile, self.tile_count, entry_rank, E)
-        exclusive_scan(self.tile_count, self.tile_offset, N * TX * TY, total)
-        fill(entry_tile, entry_face, entry_rank, self.tile_offset, self.tile_faces, E)
-        order(self.tile_offset, self.tile_count, self.tile_faces, N * TX * TY)
+        make_lists(self.rect, self.face_start, entry_tile, entry_face, entry_rank, self.tile_count,
+                   self.tile_offset, self.tile_faces, total, T, H, TX, TY, N, F, E)
 
     def lists(self):
         """(tile_offset, tile_count, tile_faces): what every fine pass reads."""

@@ -18,7 +18,7 @@ backward  one thread per (tile, face) entry of binning's lists: the pixels of th
 The per-pair step (soft.add_pair) and the per-face sums of the backward (soft.rect_grads,
 soft.scatter) are soft.py's own functions (docs/math.md; soft.py's docstring has the
 backward's chain rule): the online max-shift forward, the cut-offs below rounding
-(soft.cutoffs) and the face order of each list (binning.order) are the same, so both
+(soft.cutoffs) and the face order of each list (binning.make_lists) are the same, so both
 layouts give the same images and gradients (tests/test_tiles.py, tests/test_vulkan.py).
 """
 import taichi as ti
