@@ -32,21 +32,17 @@ def rotate(w, v):
     return v + a * wv + b * w.cross(wv)
 
 
-@ti.kernel
-def pose(vertices: ti.template(), rotation: ti.template(), translation: ti.template(),
-         world: ti.template(), V: ti.i32):
+@ti.func
+def pose(vertices: ti.template(), rotation: ti.template(), translation: ti.template(), i):
     """world_i = R(ω) v_i + t."""
-    for i in range(V):
-        world[i] = rotate(rotation[None], vertices[i]) + translation[None]
+    return rotate(rotation[None], vertices[i]) + translation[None]
 
 
-@ti.kernel
-def project(world: ti.template(), camera: ti.template(), tan_half: ti.template(),
-            proj: ti.template(), N: ti.i32, V: ti.i32):
+@ti.func
+def project(world: ti.template(), camera: ti.template(), tan_half: ti.template(), n, i):
     """proj[n·V + i] = (x'/(z' tan θ_n), y'/(z' tan θ_n), z') for camera n."""
-    for n, i in ti.ndrange(N, V):
-        eye, r, u, f = look_at_rows(camera[n])
-        q = world[i] - eye
-        z = f.dot(q)
-        s = 1.0 / (ti.max(z, Z_MIN) * tan_half[n])
-        proj[n * V + i] = ti.Vector([r.dot(q) * s, u.dot(q) * s, z])
+    eye, r, u, f = look_at_rows(camera[n])
+    q = world[i] - eye
+    z = f.dot(q)
+    s = 1.0 / (ti.max(z, Z_MIN) * tan_half[n])
+    return ti.Vector([r.dot(q) * s, u.dot(q) * s, z])

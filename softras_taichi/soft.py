@@ -151,22 +151,29 @@ def pair_depth(w, inv_z, far, inv_range):
     return wc, z, (far - z) * inv_range
 
 
+@ti.func
+def setup_face(proj: ti.template(), faces: ti.template(), rect: ti.template(), face: ti.template(), n, j, V):
+    """face[n, j] = the set-up record of face j in view n."""
+    _, a, b, c = corners(proj, faces, n, j, V)
+    r = rect[n, j]
+    inv_len2 = ti.Vector([0.0, 0.0, 0.0])
+    inv_z = ti.Vector([0.0, 0.0, 0.0])
+    inv_det = 0.0
+    if r[0] <= r[2]:  # drawn, so every z' > Z_MIN
+        inv_det = 1.0 / clamped_det(a.xy, b.xy, c.xy)
+        inv_len2 = 1.0 / ti.max(ti.Vector([(b - a).xy.norm_sqr(), (c - b).xy.norm_sqr(),
+                                           (a - c).xy.norm_sqr()]), 1e-30)
+        inv_z = 1.0 / ti.Vector([a[2], b[2], c[2]])
+    face[n, j] = ti.Vector([a[0], a[1], b[0], b[1], c[0], c[1], inv_det, inv_len2[0], inv_len2[1],
+                            inv_len2[2], inv_z[0], inv_z[1], inv_z[2]])
+
+
 @ti.kernel
 def setup(proj: ti.template(), faces: ti.template(), rect: ti.types.ndarray(), face: ti.types.ndarray(),
           N: ti.i32, F: ti.i32, V: ti.i32):
+    """The set-up pass on its own (the GPU layout's; the CPU's forward runs it first)."""
     for n, j in ti.ndrange(N, F):
-        _, a, b, c = corners(proj, faces, n, j, V)
-        r = rect[n, j]
-        inv_len2 = ti.Vector([0.0, 0.0, 0.0])
-        inv_z = ti.Vector([0.0, 0.0, 0.0])
-        inv_det = 0.0
-        if r[0] <= r[2]:  # drawn, so every z' > Z_MIN
-            inv_det = 1.0 / clamped_det(a.xy, b.xy, c.xy)
-            inv_len2 = 1.0 / ti.max(ti.Vector([(b - a).xy.norm_sqr(), (c - b).xy.norm_sqr(),
-                                               (a - c).xy.norm_sqr()]), 1e-30)
-            inv_z = 1.0 / ti.Vector([a[2], b[2], c[2]])
-        face[n, j] = ti.Vector([a[0], a[1], b[0], b[1], c[0], c[1], inv_det, inv_len2[0], inv_len2[1],
-                                inv_len2[2], inv_z[0], inv_z[1], inv_z[2]])
+        setup_face(proj, faces, rect, face, n, j, V)
 
 
 @ti.func
@@ -196,18 +203,23 @@ def add_pair(x, y, p, rec, rr, j, faces, colors, light, m, ws, cs, P, sigma, thr
 
 
 @ti.kernel
-def forward(face: ti.types.ndarray(), rect: ti.types.ndarray(), faces: ti.template(), colors: ti.template(),
+def forward(proj: ti.template(), face: ti.types.ndarray(), rect: ti.types.ndarray(), faces: ti.template(),
+            colors: ti.template(),
             light: ti.template(), tile_offset: ti.types.ndarray(), tile_count: ti.types.ndarray(),
             tile_faces: ti.types.ndarray(), zmax: ti.template(), den: ti.template(),
             uncovered: ti.template(), image: ti.template(), sigma: float, gamma: float, thr: float,
             eps: float, near: float, far: float, cut: float, p_floor: float, br: float, bg: float,
-            bb: float, N: ti.i32, S: ti.i32, T: ti.i32, H: ti.i32, rgb: ti.template(), L: ti.template()):
-    """image = (Σ e_j C_j + e_b C_b) / Δ and A = 1 − P;  keeps m, Δ, P for the backward.
+            bb: float, N: ti.i32, S: ti.i32, T: ti.i32, F: ti.i32, V: ti.i32, H: ti.i32, rgb: ti.template(),
+            L: ti.template()):
+    """The set-up pass (`setup`: one kernel less to compile), then
+    image = (Σ e_j C_j + e_b C_b) / Δ and A = 1 − P;  keeps m, Δ, P for the backward.
     rgb=False (the silhouette renderer): only A = 1 − Π(1 − D_j), stopping once P < p_floor.
     A thread owns L pixels of a tile row (x0 … x0 + L − 1, in one tile: T is a multiple of L
     or the whole view, binning's `row`), walks
     the tile's list once and runs add_pair for each of its pixels; the per-pixel sums are
     local vectors indexed by the lane, and LLVM turns that lane loop into SIMD."""
+    for n, j in ti.ndrange(N, F):
+        setup_face(proj, faces, rect, face, n, j, V)
     inv_gamma, inv_range = 1.0 / gamma, 1.0 / (far - near)
     for n, y, xq in ti.ndrange(N, S, (S + L - 1) // L):
         x0 = xq * L
@@ -247,22 +259,29 @@ def forward(face: ti.types.ndarray(), rect: ti.types.ndarray(), faces: ti.templa
                     image[i][3] = 1.0 - P[l]
 
 
+@ti.func
+def pixel_adjoint_at(image: ti.template(), zmax: ti.template(), den: ti.template(), uncovered: ti.template(),
+                     adjoint: ti.template(), p_floor, i, rgb: ti.template()):
+    """What every face's backward needs of pixel i, in one place:
+    (g_rgb/Δ, g_rgb·I/Δ, g_A·P, m), with g_A·P = 0 where the silhouette saturated (P < p_floor)."""
+    u = uncovered[i]
+    gP = ti.select(u >= p_floor, image.grad[i][3] * u, 0.0)
+    if ti.static(rgb):
+        inv = 1.0 / den[i]
+        g = ti.Vector([image.grad[i][0], image.grad[i][1], image.grad[i][2]]) * inv
+        I = ti.Vector([image[i][0], image[i][1], image[i][2]])
+        adjoint[i] = ti.Vector([g[0], g[1], g[2], g.dot(I), gP, zmax[i]])
+    else:
+        adjoint[i][4] = gP
+
+
 @ti.kernel
 def pixel_adjoint(image: ti.template(), zmax: ti.template(), den: ti.template(),
                   uncovered: ti.template(), adjoint: ti.template(), p_floor: float, P: ti.i32,
                   rgb: ti.template()):
-    """What every face's backward needs of a pixel, in one place:
-    (g_rgb/Δ, g_rgb·I/Δ, g_A·P, m), with g_A·P = 0 where the silhouette saturated (P < p_floor)."""
+    """pixel_adjoint_at on its own (the GPU layout's; the CPU's backward runs it first)."""
     for i in range(P):
-        u = uncovered[i]
-        gP = ti.select(u >= p_floor, image.grad[i][3] * u, 0.0)
-        if ti.static(rgb):
-            inv = 1.0 / den[i]
-            g = ti.Vector([image.grad[i][0], image.grad[i][1], image.grad[i][2]]) * inv
-            I = ti.Vector([image[i][0], image[i][1], image[i][2]])
-            adjoint[i] = ti.Vector([g[0], g[1], g[2], g.dot(I), gP, zmax[i]])
-        else:
-            adjoint[i][4] = gP
+        pixel_adjoint_at(image, zmax, den, uncovered, adjoint, p_floor, i, rgb)
 
 
 @ti.func
@@ -404,10 +423,14 @@ def scatter(proj: ti.template(), colors: ti.template(), light: ti.template(), f,
 
 @ti.kernel
 def backward(proj: ti.template(), faces: ti.template(), colors: ti.template(), light: ti.template(),
-             face: ti.types.ndarray(), rect: ti.types.ndarray(), adjoint: ti.template(), sigma: float,
-             gamma: float, thr: float, near: float, far: float, cut: float, N: ti.i32, S: ti.i32,
+             face: ti.types.ndarray(), rect: ti.types.ndarray(), image: ti.template(), zmax: ti.template(),
+             den: ti.template(), uncovered: ti.template(), adjoint: ti.template(), sigma: float,
+             gamma: float, thr: float, near: float, far: float, cut: float, p_floor: float, N: ti.i32, S: ti.i32,
              F: ti.i32, V: ti.i32, rgb: ti.template(), L: ti.template()):
-    """One thread per (view, face): rect_grads over the face's rectangle, L pixels at a time."""
+    """Every pixel's adjoint (`pixel_adjoint`: one kernel less to compile), then one thread per
+    (view, face): rect_grads over the face's rectangle, L pixels at a time."""
+    for i in range(N * S * S):
+        pixel_adjoint_at(image, zmax, den, uncovered, adjoint, p_floor, i, rgb)
     inv_gamma, inv_range = 1.0 / gamma, 1.0 / (far - near)
     for n, j in ti.ndrange(N, F):
         r = rect[n, j]
