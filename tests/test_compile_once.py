@@ -61,6 +61,21 @@ def test_new_configurations_compile_nothing(compiled):
         assert not compiled, f"a new configuration compiled {compiled}"
 
 
+def test_a_first_image_compiles_few_kernels(compiled):
+    """Every kernel costs about a tenth of a second to compile on the CPU however small it
+    is, so the stages share kernels: one upload, one for pose + projection + light, three
+    for binning, one soft pass (set-up included), one read-back; then one reset-and-load of
+    the image gradient, the backward (pixel adjoints included), one reverse and one read-back."""
+    sr.init("cpu", verbose=False)
+    r, mesh, cam = sr.SoftRenderer(image_size=24), sr.icosphere(1, 0.6), sr.Camera.look_at(elevation=30)
+    img = r.render(mesh, cam)
+    assert sorted(compiled) == sorted(["_load", "geometry", "measure", "count_entries", "make_lists", "forward",
+                                       "_store_image"])
+    compiled.clear()
+    r.vertex_grad(mesh, cam, np.ones_like(img))
+    assert sorted(compiled) == sorted(["_start_backward", "backward", "geometry.grad", "_store_grads"])
+
+
 def test_a_new_scene_compiles_only_its_copy_kernels(compiled):
     sr.init("cpu", verbose=False)
     loss = ti.field(float, shape=(), needs_grad=True)
@@ -185,3 +200,42 @@ def test_renders_reuse_their_ndarrays():
     vec = ti.types.vector(5, float)
     assert ws.ndarray("x", vec, (3,)) is ws.ndarray("x", ti.types.vector(5, float), (3,))
     assert ws.ndarray("x", ti.types.vector(6, float), (3,)) is not ws.ndarray("x", vec, (3,))
+
+
+_BROKEN_KERNEL = '''
+import sys
+if sys.argv[1] == "with":
+    import softras_taichi
+import taichi as ti
+ti.init(arch=ti.cpu, log_level=ti.ERROR)
+
+@ti.func
+def helper(x):
+    return x * undefined_name
+
+@ti.kernel
+def broken(x: ti.f32) -> ti.f32:
+    y = helper(x) + 1.0
+    return helper(y)
+
+try:
+    broken(1.0)
+except Exception as e:
+    print(type(e).__name__, str(e))
+'''
+
+
+def test_remembered_source_positions_leave_taichi_errors_unchanged(tmp_path):
+    """backend._remember_source_positions caches the position texts of Taichi's error
+    messages: a user's broken kernel must get the message Taichi alone would give."""
+    import subprocess
+    import sys
+    from taichi.lang.ast import ast_transformer_utils as utils
+
+    assert getattr(utils.ASTTransformerContext.get_pos_info, "remembered", False)
+    script = tmp_path / "broken.py"
+    script.write_text(_BROKEN_KERNEL)
+    out = [subprocess.run([sys.executable, str(script), which], capture_output=True, text=True, timeout=120).stdout
+           for which in ("without", "with")]
+    assert "TaichiNameError" in out[0] and "undefined_name" in out[0] and "^^^" in out[0], out[0]
+    assert out[1] == out[0]
