@@ -238,7 +238,8 @@ class Workspace:
         cam = np.ascontiguousarray(cam, dtype=fp)
         _load(self.vertices, self.colors, self.faces, self.rotation, self.translation, self.camera, self.tan_half,
               arrays["v"], arrays["c"], arrays["f"], arrays["pose"], cam, which,
-              len(vertices) if vertices is not None else 0, len(faces) if faces is not None else 0,
+              len(vertices if vertices is not None else colors if colors is not None else ()),
+              len(faces) if faces is not None else 0,
               len(cam) if which & TAN_HALF else 0)
 
     def image_numpy(self, N, S, alpha=False):
