@@ -219,28 +219,24 @@ class Workspace:
         """Upload whichever of the inputs are given (NumPy arrays, validated by the caller;
         `cameras` a Camera, `tan_half` tan θ alone for cameras already in place)."""
         fp = self.np_float()
-        which = 0
-        arrays = {}
-        for name, flag, a, dtype, width in (("v", VERTICES, vertices, fp, 3), ("c", COLORS, colors, fp, 3),
-                                            ("f", FACES, faces, np.int32, 3), ("pose", POSE, pose, fp, None)):
-            if a is not None:
-                which |= flag
-                arrays[name] = np.ascontiguousarray(a, dtype=dtype)
-            else:
-                arrays[name] = np.zeros((1, width) if width else 6, dtype=dtype)
-        cam = np.zeros((1, 4), fp)
+
+        def given(a, dtype, dummy):
+            return np.zeros(dummy, dtype) if a is None else np.ascontiguousarray(a, dtype=dtype)
+
+        which = ((vertices is not None) * VERTICES | (colors is not None) * COLORS | (faces is not None) * FACES
+                 | (pose is not None) * POSE)
+        cam = None
         if cameras is not None:
             which |= CAMERAS | TAN_HALF
             cam = np.concatenate([cameras.params, np.tan(np.radians(cameras.viewing_angle))[:, None]], 1)
         elif tan_half is not None:
             which |= TAN_HALF
             cam = np.column_stack([np.zeros((len(tan_half), 3)), tan_half])
-        cam = np.ascontiguousarray(cam, dtype=fp)
+        V = len(vertices if vertices is not None else colors if colors is not None else ())
         _load(self.vertices, self.colors, self.faces, self.rotation, self.translation, self.camera, self.tan_half,
-              arrays["v"], arrays["c"], arrays["f"], arrays["pose"], cam, which,
-              len(vertices if vertices is not None else colors if colors is not None else ()),
-              len(faces) if faces is not None else 0,
-              len(cam) if which & TAN_HALF else 0)
+              given(vertices, fp, (1, 3)), given(colors, fp, (1, 3)), given(faces, np.int32, (1, 3)),
+              given(pose, fp, 6), given(cam, fp, (1, 4)), which, V, len(faces) if faces is not None else 0,
+              len(cam) if cam is not None else 0)
 
     def image_numpy(self, N, S, alpha=False):
         """(N, S, S, 4) RGBA, or (N, S, S) with alpha=True."""
@@ -256,14 +252,12 @@ class Workspace:
     def start_backward(self, V, F, N, S, g=None, alpha=False):
         """Zero the gradients of the used range, the image's included, or set the image's to
         g (N, S, S[, 4]) when given."""
-        if g is None:
-            g = np.zeros((1,) if alpha else (1, 4), self.np_float())
-        else:
-            g = np.ascontiguousarray(np.asarray(g).reshape((N * S * S,) if alpha else (N * S * S, 4)),
-                                     dtype=self.np_float())
+        has_g = g is not None
+        if has_g:
+            g = np.asarray(g).reshape((N * S * S,) if alpha else (N * S * S, 4))
+        g = np.ascontiguousarray(g if has_g else np.zeros((1,) if alpha else (1, 4)), dtype=self.np_float())
         _start_backward(self.vertices, self.colors, self.world, self.rotation, self.translation, self.camera,
-                        self.proj, self.light, self.image, g, int(g.shape[0] == N * S * S), V, F, N, N * S * S,
-                        alpha)
+                        self.proj, self.light, self.image, g, int(has_g), V, F, N, N * S * S, alpha)
         if self.sums:
             _clear_sum_grads(self.wsum, self.csum, self.logsum, N * S * S)
 
